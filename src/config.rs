@@ -1,0 +1,346 @@
+//! The one configuration tree, with safe defaults, validated once at start-up.
+//!
+//! `main.rs` builds it from the TOML file (`--config`) and then applies command-line
+//! flags on top (flags win). Tests build it in code. Each component takes its own
+//! section in its constructor and never reads the environment itself.
+
+use crate::process::{Limits, Styles};
+use serde::{Deserialize, Deserializer};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Top-level configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Public listener address.
+    pub listen: SocketAddr,
+    /// Admin listener address (purge, prefetch, health).
+    pub admin_listen: SocketAddr,
+    /// Origin: a folder path (default `fixtures`).
+    pub origin: String,
+    /// Bearer token required by the admin API (None: no token).
+    pub purge_token: Option<String>,
+    /// Response cache settings.
+    pub cache: CacheConfig,
+    /// Image processing limits.
+    pub limits: LimitsConfig,
+    /// CPU worker pool.
+    pub workers: WorkersConfig,
+    /// Named processing styles: name → `image/...` chain.
+    pub styles: Styles,
+    /// Whole-request deadline in milliseconds.
+    pub request_timeout_ms: u64,
+    /// How long shutdown waits for in-flight requests, in milliseconds.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            origin: "fixtures".into(),
+            purge_token: None,
+            cache: CacheConfig::default(),
+            limits: LimitsConfig::default(),
+            workers: WorkersConfig::default(),
+            styles: Styles::default(),
+            request_timeout_ms: 30_000,
+            shutdown_grace_ms: 10_000,
+        }
+    }
+}
+
+/// Response cache settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Total bytes of cached bodies (e.g. `"512MiB"`).
+    #[serde(deserialize_with = "de_size")]
+    pub size: u64,
+    /// Objects larger than this (bytes) are streamed through and never cached.
+    #[serde(deserialize_with = "de_size")]
+    pub max_object_size: u64,
+    /// TTL rules by extension, directory or full path; the highest weight wins.
+    pub ttl_rules: Vec<TtlRule>,
+    /// Cache 2xx responses even when the origin says no-cache/no-store.
+    pub ignore_origin_no_cache: bool,
+    /// TTL in seconds for 404 answers (0: not cached).
+    pub not_found_ttl_secs: u64,
+    /// TTL in seconds for objects with an ETag but no Last-Modified or freshness headers.
+    pub etag_only_ttl_secs: u64,
+    /// Query parameters left out of the cache key (besides URL-auth parameters).
+    pub ignore_params: Vec<String>,
+    /// How long concurrent requests wait for another request's fill, in milliseconds.
+    pub lock_timeout_ms: u64,
+    /// Cache-Control sent to clients; `{ttl}` is replaced by the entry's TTL in seconds.
+    pub client_cache_control: String,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            size: 512 << 20,
+            max_object_size: 32 << 20,
+            ttl_rules: Vec::new(),
+            ignore_origin_no_cache: false,
+            not_found_ttl_secs: 0,
+            etag_only_ttl_secs: 60,
+            ignore_params: Vec::new(),
+            lock_timeout_ms: 10_000,
+            client_cache_control: "public, max-age={ttl}".into(),
+        }
+    }
+}
+
+/// What a TTL rule matches.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TtlRuleKind {
+    /// File extensions, comma-separated (`jpg,png`).
+    Extension,
+    /// A path prefix ending in `/` (`/image/`; `/` is everything).
+    Directory,
+    /// One exact path (`/www/a.jpg`).
+    Path,
+}
+
+/// One CDN-style cache rule.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TtlRule {
+    /// What the rule matches.
+    pub kind: TtlRuleKind,
+    /// Extensions, directory or path, as `kind` says.
+    pub value: String,
+    /// TTL in seconds; 0 means "do not cache".
+    pub ttl_secs: u64,
+    /// 1..=99; higher weight is tried first, ties keep configuration order.
+    #[serde(default = "default_weight")]
+    pub weight: u8,
+    /// When the origin sent caching headers, use them instead of this rule.
+    #[serde(default)]
+    pub prefer_origin: bool,
+}
+
+fn default_weight() -> u8 {
+    50
+}
+
+impl TtlRule {
+    /// Parses the command-line form `KIND:VALUE:TTL[:WEIGHT]`, e.g. `ext:jpg,png:86400:90`.
+    ///
+    /// # Errors
+    /// A message naming the bad part.
+    pub fn parse_flag(spec: &str) -> Result<TtlRule, String> {
+        let parts: Vec<&str> = spec.split(':').collect();
+        if !(3..=4).contains(&parts.len()) {
+            return Err(format!("--ttl-rule {spec:?}: expected KIND:VALUE:TTL[:WEIGHT]"));
+        }
+        let kind = match parts[0] {
+            "ext" | "extension" => TtlRuleKind::Extension,
+            "dir" | "directory" => TtlRuleKind::Directory,
+            "path" => TtlRuleKind::Path,
+            other => return Err(format!("--ttl-rule: unknown kind {other:?} (ext, dir, path)")),
+        };
+        let ttl_secs = parts[2]
+            .parse()
+            .map_err(|_| format!("--ttl-rule {spec:?}: TTL {:?} is not seconds", parts[2]))?;
+        let weight = match parts.get(3) {
+            Some(w) => w
+                .parse()
+                .map_err(|_| format!("--ttl-rule {spec:?}: weight {w:?} is not 1..99"))?,
+            None => default_weight(),
+        };
+        Ok(TtlRule { kind, value: parts[1].to_owned(), ttl_secs, weight, prefer_origin: false })
+    }
+}
+
+/// Image processing limits (see `process::Limits`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest source object in bytes.
+    #[serde(deserialize_with = "de_size")]
+    pub max_source_bytes: u64,
+    /// Largest source image in pixels.
+    pub max_source_pixels: u64,
+    /// Largest output image in pixels.
+    pub max_output_pixels: u64,
+    /// Most frames of an animated source.
+    pub max_frames: u32,
+    /// Most operations in one chain.
+    pub max_ops: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let l = Limits::default();
+        LimitsConfig {
+            max_source_bytes: l.max_source_bytes,
+            max_source_pixels: l.max_source_pixels,
+            max_output_pixels: l.max_output_pixels,
+            max_frames: l.max_frames,
+            max_ops: l.max_ops,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// The engine's view of these limits.
+    pub fn to_limits(&self) -> Limits {
+        Limits {
+            max_source_bytes: self.max_source_bytes,
+            max_source_pixels: self.max_source_pixels,
+            max_output_pixels: self.max_output_pixels,
+            max_frames: self.max_frames,
+            max_ops: self.max_ops,
+        }
+    }
+}
+
+/// CPU worker pool.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkersConfig {
+    /// Concurrent CPU jobs (0: one per core).
+    pub threads: usize,
+    /// Jobs that may wait for a worker before new ones get 503.
+    pub queue: usize,
+}
+
+impl Default for WorkersConfig {
+    fn default() -> Self {
+        WorkersConfig { threads: 0, queue: 64 }
+    }
+}
+
+impl WorkersConfig {
+    /// Worker count with 0 resolved to the number of cores.
+    pub fn effective_threads(&self) -> usize {
+        if self.threads > 0 {
+            self.threads
+        } else {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        }
+    }
+}
+
+impl Config {
+    /// Checks cross-field rules; the message names the bad key.
+    ///
+    /// # Errors
+    /// A message naming the offending key.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.cache.size == 0 {
+            return Err("cache.size must be greater than 0".into());
+        }
+        if self.cache.max_object_size > self.cache.size {
+            return Err("cache.max_object_size must not exceed cache.size".into());
+        }
+        for (i, rule) in self.cache.ttl_rules.iter().enumerate() {
+            if !(1..=99).contains(&rule.weight) {
+                return Err(format!("cache.ttl_rules[{i}].weight must be 1..99"));
+            }
+            if rule.kind == TtlRuleKind::Directory && !rule.value.starts_with('/') {
+                return Err(format!("cache.ttl_rules[{i}].value must start with '/'"));
+            }
+        }
+        if self.workers.queue == 0 {
+            return Err("workers.queue must be at least 1".into());
+        }
+        if self.limits.max_ops == 0 {
+            return Err("limits.max_ops must be at least 1".into());
+        }
+        if self.request_timeout_ms == 0 {
+            return Err("request_timeout_ms must be greater than 0".into());
+        }
+        if let Some(t) = &self.purge_token {
+            if t.is_empty() {
+                return Err("purge_token must not be empty".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Whole-request deadline.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+}
+
+/// Parses a size such as `512MiB`, `64MB`, `1G`, `4096` (bytes).
+///
+/// # Errors
+/// A message for an unknown unit or a number that does not fit.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("size {s:?} has no number"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => return Err(format!("size {s:?} has unknown unit {other:?}")),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("size {s:?} is too large"))
+}
+
+fn de_size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        N(u64),
+        S(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::N(n) => Ok(n),
+        Raw::S(s) => parse_size(&s).map_err(serde::de::Error::custom),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_size("64mb"), Ok(64 << 20));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("12XB").is_err());
+        assert!(parse_size("MiB").is_err());
+    }
+
+    #[test]
+    fn toml_rejects_unknown_keys_by_name() {
+        let err = toml::from_str::<Config>("cache_sise = 1").unwrap_err().to_string();
+        assert!(err.contains("cache_sise"), "{err}");
+        let err = toml::from_str::<Config>("[cache]\nsizee = 1").unwrap_err().to_string();
+        assert!(err.contains("sizee"), "{err}");
+    }
+
+    #[test]
+    fn toml_reads_rules_and_sizes() {
+        let c: Config = toml::from_str(
+            "[cache]\nsize = \"64MiB\"\n[[cache.ttl_rules]]\nkind = \"extension\"\nvalue = \"jpg,png\"\nttl_secs = 60\nweight = 90\n",
+        )
+        .unwrap();
+        assert_eq!(c.cache.size, 64 << 20);
+        assert_eq!(c.cache.ttl_rules[0].weight, 90);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn ttl_rule_flags_parse() {
+        let r = TtlRule::parse_flag("dir:/img/:600:70").unwrap();
+        assert_eq!(r.kind, TtlRuleKind::Directory);
+        assert_eq!((r.value.as_str(), r.ttl_secs, r.weight), ("/img/", 600, 70));
+        assert!(TtlRule::parse_flag("foo:x:1").is_err());
+        assert!(TtlRule::parse_flag("ext:jpg").is_err());
+    }
+}

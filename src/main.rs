@@ -1,0 +1,2 @@
+//! The `imgedge` binary.
+fn main() {}

@@ -1,0 +1,159 @@
+//! The folder origin: the embedded default, serving `fixtures/` out of the box.
+//!
+//! Keys arrive already validated by `request.rs`; this module checks again that
+//! every path component is a plain name and that the resolved file (after
+//! following symlinks) still lies inside the root, so no key can read outside it.
+
+use super::{is_not_modified, Body, FetchRequest, Fetched, Object, ObjectMeta, OriginError};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use std::path::{Component, Path, PathBuf};
+use std::time::SystemTime;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+/// Chunk size for streamed bodies.
+const STREAM_CHUNK: usize = 256 * 1024;
+
+/// A local folder origin.
+#[derive(Debug)]
+pub struct FsOrigin {
+    root: PathBuf,
+}
+
+impl FsOrigin {
+    /// Opens a folder as origin.
+    ///
+    /// # Errors
+    /// `OriginError::Config` when the folder does not exist.
+    pub fn new(root: impl AsRef<Path>) -> Result<Self, OriginError> {
+        let root = root.as_ref();
+        let root = root.canonicalize().map_err(|e| {
+            OriginError::Config(format!("origin folder {}: {e}", root.display()))
+        })?;
+        if !root.is_dir() {
+            return Err(OriginError::Config(format!(
+                "origin {} is not a folder",
+                root.display()
+            )));
+        }
+        Ok(FsOrigin { root })
+    }
+
+    /// The canonical root folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn resolve(&self, key: &str) -> Result<PathBuf, OriginError> {
+        let rel = Path::new(key);
+        let plain = rel
+            .components()
+            .all(|c| matches!(c, Component::Normal(_)));
+        if key.is_empty() || key.contains('\0') || !plain {
+            return Err(OriginError::NotFound);
+        }
+        let path = self.root.join(rel);
+        // Symlinks may point anywhere: compare the real path with the root.
+        let real = path.canonicalize().map_err(not_found_or_io)?;
+        if !real.starts_with(&self.root) {
+            return Err(OriginError::NotFound);
+        }
+        Ok(real)
+    }
+
+    /// Fetches one file.
+    ///
+    /// # Errors
+    /// `NotFound` for missing files, folders and keys outside the root; `Io` otherwise.
+    pub async fn fetch(&self, req: &FetchRequest<'_>) -> Result<Fetched, OriginError> {
+        let path = self.resolve(req.key)?;
+        let mut file = tokio::fs::File::open(&path).await.map_err(not_found_or_io)?;
+        let md = file.metadata().await?;
+        if !md.is_file() {
+            return Err(OriginError::NotFound);
+        }
+        let len = md.len();
+        let mtime = md.modified().ok();
+        let meta = ObjectMeta {
+            content_type: None,
+            content_length: len,
+            etag: Some(file_etag(len, mtime)),
+            last_modified: mtime,
+            ..ObjectMeta::default()
+        };
+        if is_not_modified(&meta, req.if_none_match, req.if_modified_since) {
+            return Ok(Fetched::NotModified(meta));
+        }
+        if req.head_only {
+            return Ok(Fetched::Object(Object { meta, body: Body::Full(Bytes::new()) }));
+        }
+        if len <= req.buffer_limit {
+            let cap = usize::try_from(len).map_err(|_| OriginError::TooLarge { limit: len })?;
+            let mut buf = Vec::with_capacity(cap);
+            file.read_to_end(&mut buf).await?;
+            if buf.len() as u64 != len {
+                return Err(OriginError::Upstream("file changed while reading".into()));
+            }
+            return Ok(Fetched::Object(Object { meta, body: Body::Full(Bytes::from(buf)) }));
+        }
+        let (start, end) = match req.range.map(|r| r.resolve(len)) {
+            Some(Some(span)) => span,
+            _ => (0, len),
+        };
+        file.seek(std::io::SeekFrom::Start(start)).await?;
+        let stream = chunk_stream(file.take(end - start));
+        Ok(Fetched::Object(Object { meta, body: Body::Stream { stream, range: (start, end) } }))
+    }
+}
+
+fn chunk_stream<R>(reader: R) -> super::BodyStream
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+{
+    futures_util::stream::unfold(reader, |mut r| async move {
+        let mut buf = vec![0u8; STREAM_CHUNK];
+        match r.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(Bytes::from(buf)), r))
+            }
+            Err(e) => Some((Err(e), r)),
+        }
+    })
+    .boxed()
+}
+
+/// nginx-style ETag from modification time and length.
+fn file_etag(len: u64, mtime: Option<SystemTime>) -> String {
+    let nanos = mtime
+        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    format!("\"{nanos:x}-{len:x}\"")
+}
+
+fn not_found_or_io(e: std::io::Error) -> OriginError {
+    match e.kind() {
+        std::io::ErrorKind::NotFound
+        | std::io::ErrorKind::NotADirectory
+        | std::io::ErrorKind::InvalidInput => OriginError::NotFound,
+        _ => OriginError::Io(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn origin() -> FsOrigin {
+        FsOrigin::new(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures")).unwrap()
+    }
+
+    #[test]
+    fn traversal_keys_are_not_found() {
+        let o = origin();
+        for key in ["../Cargo.toml", "a/../../Cargo.toml", "/etc/passwd", "", "a\0b", "./x"] {
+            assert!(matches!(o.resolve(key), Err(OriginError::NotFound)), "{key:?}");
+        }
+    }
+}
