@@ -60,6 +60,9 @@ pub enum Error {
     #[error("request timed out")]
     Timeout,
     // --- internal ---
+    /// The same error as another request's fill this request waited for.
+    #[error("{0}")]
+    Shared(std::sync::Arc<Error>),
     /// A bug or an unexpected system failure; the text is logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -94,6 +97,7 @@ impl Error {
             Error::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Error::Timeout => StatusCode::GATEWAY_TIMEOUT,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::Shared(e) => e.status(),
         }
     }
 
@@ -123,6 +127,7 @@ impl Error {
             Error::Overloaded => "ServiceUnavailable",
             Error::Timeout => "RequestTimeout",
             Error::Internal(_) => "InternalError",
+            Error::Shared(e) => e.code(),
         }
     }
 
@@ -159,6 +164,7 @@ impl Error {
             Error::Overloaded => "The server is busy; retry later.".into(),
             Error::Timeout => "The request took too long.".into(),
             Error::Internal(_) => "Internal error.".into(),
+            Error::Shared(e) => e.public_message(),
         }
     }
 
@@ -168,6 +174,7 @@ impl Error {
             Error::Process(e) => e.ec(),
             Error::Origin(OriginError::NotFound) => Some("0026-00000001"),
             Error::Origin(OriginError::ArchivedObject) => Some("0016-00000404"),
+            Error::Shared(e) => e.ec(),
             _ => None,
         }
     }
@@ -185,7 +192,7 @@ impl Error {
         push_elem(&mut xml, "Message", &self.public_message());
         push_elem(&mut xml, "RequestId", request_id);
         push_elem(&mut xml, "HostId", host);
-        if let (Error::Origin(OriginError::NotFound), Some(key)) = (self, key) {
+        if let (Some(key), "NoSuchKey") = (key, self.code()) {
             push_elem(&mut xml, "Key", key);
         }
         if let Some(ec) = self.ec() {

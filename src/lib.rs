@@ -1,17 +1,107 @@
 //! imgedge: an on-the-fly image processing edge proxy.
 //!
 //! One binary is both a caching CDN node and an OSS-compatible image service.
-//! A request flows: `server` (accept, route) → `request` (parse into typed values:
-//! object key, processing `Pipeline`, range, validators) → `cache` (lookup by
-//! `CacheKey`, single-flight fill) → `origin` (fetch the original) → `process`
-//! (decode → ops → encode on the bounded CPU pool in `workers`) → `handler`
-//! (response headers, range slicing). Errors from every step are one
-//! [`error::Error`], turned into a status and an OSS XML body in one place.
+//! A request flows: [`server`] (accept, route, deadline, access log) →
+//! [`request`] (parse into typed values: object key, processing `Pipeline`, range,
+//! validators) → [`cache`] (lookup by `CacheKey`, single-flight fill) → [`origin`]
+//! (fetch the original) → [`process`] (decode → ops → encode on the bounded CPU
+//! pool in [`workers`]) → [`handler`] (response headers, range slicing). Errors from
+//! every step are one [`error::Error`], turned into a status and an OSS XML body
+//! in one place. The admin listener serves [`purge`], prefetch and health.
 
+pub mod cache;
 pub mod config;
 pub mod error;
+pub mod handler;
 pub mod origin;
 pub mod process;
+pub mod purge;
+pub mod request;
+pub mod server;
+pub mod stats;
+pub mod workers;
 
 pub use config::Config;
 pub use error::{Error, Result};
+pub use server::serve;
+
+use cache::ttl::TtlPolicy;
+use cache::Cache;
+use origin::Origin;
+use process::Limits;
+use stats::Stats;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::Duration;
+use workers::Workers;
+
+/// Shared state of a running server.
+#[derive(Debug)]
+pub struct App {
+    /// The validated configuration.
+    pub config: Config,
+    /// Where originals come from.
+    pub origin: Origin,
+    /// The response cache.
+    pub cache: Cache,
+    /// TTL decisions.
+    pub ttl: TtlPolicy,
+    /// The CPU gate.
+    pub workers: Workers,
+    /// Processing limits.
+    pub limits: Limits,
+    /// Counters.
+    pub stats: Stats,
+    default_host: OnceLock<String>,
+    request_seq: AtomicU64,
+    request_seed: u64,
+    task_seq: AtomicU64,
+}
+
+impl App {
+    /// Builds the state from a validated config and an origin.
+    pub fn new(config: Config, origin: Origin) -> App {
+        let cache = Cache::new(config.cache.size, Duration::from_millis(config.cache.lock_timeout_ms));
+        let ttl = TtlPolicy::new(&config.cache);
+        let workers = Workers::new(config.workers.effective_threads(), config.workers.queue);
+        let limits = config.limits.to_limits();
+        let request_seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+            ^ u64::from(std::process::id());
+        App {
+            config,
+            origin,
+            cache,
+            ttl,
+            workers,
+            limits,
+            stats: Stats::default(),
+            default_host: OnceLock::new(),
+            request_seq: AtomicU64::new(0),
+            request_seed,
+            task_seq: AtomicU64::new(1),
+        }
+    }
+
+    /// A new 24-hex-digit request id, as OSS uses.
+    pub fn next_request_id(&self) -> String {
+        let n = self.request_seq.fetch_add(1, Ordering::Relaxed);
+        let mixed = xxhash_rust::xxh3::xxh3_64_with_seed(&n.to_le_bytes(), self.request_seed);
+        format!("{:08X}{:016X}", (self.request_seed >> 32) as u32, mixed)
+    }
+
+    /// A new purge/prefetch task id.
+    pub fn next_task_id(&self) -> u64 {
+        self.task_seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Host used for prefetches given as bare paths: the public listener's address.
+    pub fn default_host(&self) -> String {
+        self.default_host.get().cloned().unwrap_or_else(|| "localhost".into())
+    }
+
+    fn set_default_host(&self, host: String) {
+        let _ = self.default_host.set(host);
+    }
+}

@@ -1,2 +1,146 @@
-//! The `imgedge` binary.
-fn main() {}
+//! The `imgedge` binary: command line → Config → logging → runtime → `imgedge::serve`.
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use imgedge::config::{parse_size, TtlRule};
+use imgedge::origin::Origin;
+use imgedge::{App, Config};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// On-the-fly image processing edge proxy: a caching CDN node plus an
+/// OSS-compatible `x-oss-process` image service. Flags override the config file.
+#[derive(Debug, Parser)]
+#[command(name = "imgedge", version)]
+struct Cli {
+    /// TOML config file (every flag has a key there; flags win).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Public listener address [default: 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Admin listener address for purge, prefetch and health [default: 127.0.0.1:8081].
+    #[arg(long, value_name = "ADDR")]
+    admin_listen: Option<SocketAddr>,
+    /// Origin: a folder path [default: fixtures].
+    #[arg(long, value_name = "ORIGIN")]
+    origin: Option<String>,
+    /// Response cache size in bytes, e.g. 512MiB [default: 512MiB].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    cache_size: Option<u64>,
+    /// Largest object that is cached; larger ones stream through, e.g. 32MiB.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    max_cacheable_size: Option<u64>,
+    /// Bearer token required by the admin API.
+    #[arg(long, value_name = "TOKEN", env = "IMGEDGE_PURGE_TOKEN", hide_env_values = true)]
+    purge_token: Option<String>,
+    /// Cache rule KIND:VALUE:TTL[:WEIGHT], KIND = ext | dir | path; repeatable.
+    /// Example: --ttl-rule ext:jpg,png:86400:90 --ttl-rule dir:/tmp/:0:95
+    #[arg(long = "ttl-rule", value_name = "RULE", value_parser = TtlRule::parse_flag)]
+    ttl_rules: Vec<TtlRule>,
+    /// Cache 2xx responses even when the origin sends no-cache/no-store.
+    #[arg(long)]
+    ignore_origin_no_cache: bool,
+    /// CPU worker threads for image work (0 = one per core).
+    #[arg(long, value_name = "N")]
+    workers: Option<usize>,
+}
+
+fn load_config(cli: Cli) -> anyhow::Result<Config> {
+    let mut config = match &cli.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading config file {}", path.display()))?;
+            toml::from_str::<Config>(&text)
+                .with_context(|| format!("config file {}", path.display()))?
+        }
+        None => Config::default(),
+    };
+    if let Some(v) = cli.listen {
+        config.listen = v;
+    }
+    if let Some(v) = cli.admin_listen {
+        config.admin_listen = v;
+    }
+    if let Some(v) = cli.origin {
+        config.origin = v;
+    }
+    if let Some(v) = cli.cache_size {
+        config.cache.size = v;
+    }
+    if let Some(v) = cli.max_cacheable_size {
+        config.cache.max_object_size = v;
+    }
+    if cli.purge_token.is_some() {
+        config.purge_token = cli.purge_token;
+    }
+    if !cli.ttl_rules.is_empty() {
+        config.cache.ttl_rules = cli.ttl_rules;
+    }
+    if cli.ignore_origin_no_cache {
+        config.cache.ignore_origin_no_cache = true;
+    }
+    if let Some(v) = cli.workers {
+        config.workers.threads = v;
+    }
+    if let Err(msg) = config.validate() {
+        bail!("invalid configuration: {msg}");
+    }
+    Ok(config)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown signal received; draining");
+}
+
+fn main() -> anyhow::Result<()> {
+    let config = load_config(Cli::parse())?;
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let origin = Origin::from_spec(&config.origin).context("--origin")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async move {
+        let public = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding --listen {}", config.listen))?;
+        let admin = tokio::net::TcpListener::bind(config.admin_listen)
+            .await
+            .with_context(|| format!("binding --admin-listen {}", config.admin_listen))?;
+        tracing::info!(
+            listen = %config.listen,
+            admin = %config.admin_listen,
+            origin = %origin.describe(),
+            "imgedge serving"
+        );
+        let app = Arc::new(App::new(config, origin));
+        imgedge::serve(public, admin, app, shutdown_signal()).await?;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}

@@ -1,0 +1,189 @@
+//! Cache keys: one function turns a request (host, object path, query) into a
+//! [`CacheKey`], and both GET and purge call it.
+//!
+//! The canonical URL is `host/path?query` where the query has URL-auth parameters
+//! and configured ignored parameters removed, `x-oss-process` replaced by the
+//! pipeline's canonical spelling, and the rest sorted. Equivalent URLs therefore
+//! share one entry, and every processing variant is its own entry. The key is a
+//! stable 128-bit hash (xxh3) of the canonical URL, never a per-process hasher.
+
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use std::borrow::Cow;
+
+/// Query parameter names that carry URL or origin signatures. They never enter
+/// the cache key, or every signed URL would be its own entry.
+const AUTH_PARAMS: &[&str] = &[
+    "auth_key",
+    "OSSAccessKeyId",
+    "Expires",
+    "Signature",
+    "security-token",
+    "x-oss-credential",
+    "x-oss-date",
+    "x-oss-expires",
+    "x-oss-additional-headers",
+    "x-oss-security-token",
+    "X-Amz-Algorithm",
+    "X-Amz-Credential",
+    "X-Amz-Date",
+    "X-Amz-Expires",
+    "X-Amz-SignedHeaders",
+    "X-Amz-Signature",
+    "X-Amz-Security-Token",
+];
+
+/// True for query parameters that authenticate the URL rather than name content.
+pub fn is_auth_param(name: &str) -> bool {
+    AUTH_PARAMS.contains(&name) || name.starts_with("x-oss-signature")
+}
+
+/// The processing parameter, kept in every key.
+pub const PROCESS_PARAM: &str = "x-oss-process";
+
+/// Characters escaped in canonical query names and values.
+const QUERY_ESCAPE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'/')
+    .remove(b',');
+
+/// A fixed-size cache key plus what purges need to match it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CacheKey {
+    /// Stable 128-bit hash of `url`.
+    pub hash: [u8; 16],
+    /// Lower-case host (with port when not default).
+    pub host: String,
+    /// Object path with its leading `/` (the "primary": all variants share it).
+    pub path: String,
+    /// Canonical `host/path[?query]`.
+    pub url: String,
+}
+
+impl CacheKey {
+    /// Builds the key.
+    ///
+    /// `process` is the canonical pipeline (already parsed), used in place of the raw
+    /// `x-oss-process` value; `ignore` names further parameters to leave out.
+    pub fn new(
+        host: &str,
+        path: &str,
+        query: Option<&str>,
+        process: Option<&str>,
+        ignore: &[String],
+    ) -> CacheKey {
+        let host = normalize_host(host);
+        let mut pairs: Vec<(Cow<'_, str>, Cow<'_, str>)> = Vec::new();
+        for (name, value) in query_pairs(query.unwrap_or("")) {
+            if name == PROCESS_PARAM || is_auth_param(&name) || ignore.iter().any(|i| *i == name) {
+                continue;
+            }
+            pairs.push((name, value));
+        }
+        if let Some(p) = process {
+            pairs.push((Cow::Borrowed(PROCESS_PARAM), Cow::Borrowed(p)));
+        }
+        pairs.sort();
+        let mut url = String::with_capacity(host.len() + path.len() + 64);
+        url.push_str(&host);
+        url.push_str(path);
+        for (i, (name, value)) in pairs.iter().enumerate() {
+            url.push(if i == 0 { '?' } else { '&' });
+            url.extend(utf8_percent_encode(name, QUERY_ESCAPE));
+            if !value.is_empty() {
+                url.push('=');
+                url.extend(utf8_percent_encode(value, QUERY_ESCAPE));
+            }
+        }
+        let hash = xxhash_rust::xxh3::xxh3_128(url.as_bytes()).to_le_bytes();
+        CacheKey { hash, host, path: path.to_owned(), url }
+    }
+
+    /// The canonical URL without its host: `path[?query]`.
+    pub fn path_and_query(&self) -> &str {
+        self.url.get(self.host.len()..).unwrap_or(&self.url)
+    }
+}
+
+/// Lower-cases a host and drops a default port.
+pub fn normalize_host(host: &str) -> String {
+    let host = host.trim().to_ascii_lowercase();
+    match host.strip_suffix(":80") {
+        Some(h) => h.to_owned(),
+        None => host,
+    }
+}
+
+/// Splits a raw query into percent-decoded (name, value) pairs; empty tokens are skipped.
+pub fn query_pairs(query: &str) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
+    query.split('&').filter(|t| !t.is_empty()).map(|token| {
+        let (n, v) = token.split_once('=').unwrap_or((token, ""));
+        (decode_component(n), decode_component(v))
+    })
+}
+
+fn decode_component(s: &str) -> Cow<'_, str> {
+    if s.contains('+') {
+        let spaced = s.replace('+', " ");
+        return Cow::Owned(percent_decode_str(&spaced).decode_utf8_lossy().into_owned());
+    }
+    percent_decode_str(s).decode_utf8_lossy()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(q: Option<&str>, p: Option<&str>) -> CacheKey {
+        CacheKey::new("Example.COM", "/a.jpg", q, p, &[])
+    }
+
+    #[test]
+    fn parameter_order_and_encoding_do_not_matter() {
+        assert_eq!(key(Some("b=2&a=1"), None), key(Some("a=1&b=2"), None));
+        assert_eq!(key(Some("a=%31"), None), key(Some("a=1"), None));
+        assert_ne!(key(Some("a=1"), None), key(Some("a=2"), None));
+    }
+
+    #[test]
+    fn auth_params_are_dropped_and_process_kept() {
+        let plain = key(None, None);
+        assert_eq!(key(Some("auth_key=1-0-0-abc"), None), plain);
+        assert_eq!(key(Some("OSSAccessKeyId=x&Expires=1&Signature=s"), None), plain);
+        assert_eq!(key(Some("x-oss-signature-version=OSS4-HMAC-SHA256"), None), plain);
+        let processed = key(None, Some("image/resize,w_100"));
+        assert_ne!(processed, plain);
+        assert!(processed.url.ends_with("?x-oss-process=image/resize,w_100"));
+    }
+
+    #[test]
+    fn host_is_case_insensitive_and_port_80_implied() {
+        assert_eq!(
+            CacheKey::new("example.com:80", "/a.jpg", None, None, &[]),
+            CacheKey::new("EXAMPLE.com", "/a.jpg", None, None, &[])
+        );
+        assert_ne!(
+            CacheKey::new("example.com:8080", "/a.jpg", None, None, &[]).hash,
+            CacheKey::new("example.com", "/a.jpg", None, None, &[]).hash
+        );
+    }
+
+    #[test]
+    fn ignored_params_are_dropped() {
+        let ignore = vec!["utm_source".to_owned()];
+        assert_eq!(
+            CacheKey::new("h", "/a", Some("utm_source=x&v=1"), None, &ignore),
+            CacheKey::new("h", "/a", Some("v=1"), None, &ignore)
+        );
+    }
+
+    #[test]
+    fn hash_is_stable_across_processes() {
+        // A fixed value: the key must never depend on a random per-process seed.
+        let k = CacheKey::new("h", "/a", None, None, &[]);
+        assert_eq!(k.url, "h/a");
+        assert_eq!(k.hash, xxhash_rust::xxh3::xxh3_128(b"h/a").to_le_bytes());
+    }
+}

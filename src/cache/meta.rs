@@ -1,0 +1,98 @@
+//! What the cache stores per key: the response body as `Bytes` plus the metadata
+//! needed to answer, to judge freshness and to revalidate with the origin.
+
+use super::key::CacheKey;
+use bytes::Bytes;
+use http::StatusCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
+
+/// One stored (or shareable) response.
+#[derive(Debug)]
+pub struct Entry {
+    /// The key it is stored under.
+    pub key: CacheKey,
+    /// 200 for objects and processed results, 404 for a cached miss.
+    pub status: StatusCode,
+    /// The complete body.
+    pub body: Bytes,
+    /// Content-Type of `body`.
+    pub content_type: String,
+    /// ETag of `body` (the origin's for untouched objects, a hash for processed ones).
+    pub etag: Option<String>,
+    /// Last-Modified of the original.
+    pub last_modified: Option<SystemTime>,
+    /// The original's ETag at the origin, for revalidation.
+    pub origin_etag: Option<String>,
+    /// When the copy was stored or last revalidated.
+    pub stored_at: SystemTime,
+    /// Freshness lifetime from `stored_at`.
+    pub ttl: Duration,
+    /// Set by a soft purge: the next request revalidates.
+    stale: AtomicBool,
+}
+
+impl Entry {
+    /// A new, fresh entry.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        key: CacheKey,
+        status: StatusCode,
+        body: Bytes,
+        content_type: String,
+        etag: Option<String>,
+        last_modified: Option<SystemTime>,
+        origin_etag: Option<String>,
+        ttl: Duration,
+    ) -> Entry {
+        Entry {
+            key,
+            status,
+            body,
+            content_type,
+            etag,
+            last_modified,
+            origin_etag,
+            stored_at: SystemTime::now(),
+            ttl,
+            stale: AtomicBool::new(false),
+        }
+    }
+
+    /// The same response, revalidated now with a new TTL (after an origin 304).
+    pub fn refreshed(&self, ttl: Duration) -> Entry {
+        Entry {
+            key: self.key.clone(),
+            status: self.status,
+            body: self.body.clone(),
+            content_type: self.content_type.clone(),
+            etag: self.etag.clone(),
+            last_modified: self.last_modified,
+            origin_etag: self.origin_etag.clone(),
+            stored_at: SystemTime::now(),
+            ttl,
+            stale: AtomicBool::new(false),
+        }
+    }
+
+    /// Fresh: within its TTL and not marked stale by a purge.
+    pub fn is_fresh(&self, now: SystemTime) -> bool {
+        !self.stale.load(Ordering::Acquire) && self.age(now) < self.ttl
+    }
+
+    /// Marks the entry so that the next request revalidates it.
+    pub fn mark_stale(&self) {
+        self.stale.store(true, Ordering::Release);
+    }
+
+    /// Time since stored.
+    pub fn age(&self, now: SystemTime) -> Duration {
+        now.duration_since(self.stored_at).unwrap_or_default()
+    }
+
+    /// Bytes this entry costs in the store (body plus a fixed overhead estimate).
+    pub fn weight(&self) -> u32 {
+        let overhead = 256 + self.key.url.len() + self.content_type.len();
+        u32::try_from(self.body.len().saturating_add(overhead)).unwrap_or(u32::MAX)
+    }
+}

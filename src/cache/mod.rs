@@ -1,0 +1,275 @@
+//! The response cache facade: lookup, single-flight fill, insert and purge.
+//!
+//! Invariant: a fill that started before a purge matching its key never inserts
+//! its (possibly stale) result. Every purge bumps an epoch and is logged with its
+//! target; a fill remembers the epoch it started at and `insert` checks the purges
+//! logged since then.
+
+pub mod key;
+pub mod lock;
+pub mod meta;
+pub mod store;
+pub mod ttl;
+
+pub use key::CacheKey;
+pub use lock::{FillLocks, LockStatus, Locked};
+pub use meta::Entry;
+
+use regex::Regex;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use store::Store;
+
+/// How long purges are remembered for the fill race check; longer than any fill.
+const PURGE_LOG_KEEP: Duration = Duration::from_secs(600);
+
+/// How a response was served; the text goes into `X-Cache` and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheStatus {
+    /// Fresh copy from memory.
+    Hit,
+    /// Answered by another request's fill (coalesced).
+    LockHit,
+    /// Stale copy the origin confirmed unchanged (304).
+    RefreshHit,
+    /// Stale copy the origin replaced.
+    RefreshMiss,
+    /// Fetched from the origin.
+    Miss,
+    /// Fetched and not cacheable (no-store, too large, streamed).
+    Bypass,
+}
+
+impl CacheStatus {
+    /// `X-Cache` value: HIT/MISS plus a Squid-style detail token.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheStatus::Hit => "HIT TCP_MEM_HIT",
+            CacheStatus::LockHit => "HIT TCP_COALESCED_HIT",
+            CacheStatus::RefreshHit => "HIT TCP_REFRESH_HIT",
+            CacheStatus::RefreshMiss => "MISS TCP_REFRESH_MISS",
+            CacheStatus::Miss => "MISS TCP_MISS",
+            CacheStatus::Bypass => "MISS TCP_MISS_NOCACHE",
+        }
+    }
+
+    /// True when the body came from memory.
+    pub fn is_hit(self) -> bool {
+        matches!(self, CacheStatus::Hit | CacheStatus::LockHit | CacheStatus::RefreshHit)
+    }
+}
+
+/// What a purge applies to.
+#[derive(Debug, Clone)]
+pub enum PurgeTarget {
+    /// One exact URL (path and canonical query); host None = any host.
+    Url {
+        /// Host to match, or any.
+        host: Option<String>,
+        /// The key built for the URL (its host part is ignored when `host` is None).
+        key: CacheKey,
+    },
+    /// Every variant of one path (`IgnoreParams`); host None = any host.
+    Path {
+        /// Host to match, or any.
+        host: Option<String>,
+        /// Exact path.
+        path: String,
+    },
+    /// Every URL under a path prefix (`Directory`).
+    Directory {
+        /// Host to match, or any.
+        host: Option<String>,
+        /// Path prefix.
+        prefix: String,
+    },
+    /// Every URL whose canonical form (`host/path?query`) matches.
+    Regex(Regex),
+}
+
+impl PurgeTarget {
+    /// True if this target covers `key`.
+    pub fn matches(&self, key: &CacheKey) -> bool {
+        let host_ok = |h: &Option<String>| h.as_deref().is_none_or(|h| h == key.host);
+        match self {
+            PurgeTarget::Url { host, key: k } => {
+                host_ok(host) && k.path_and_query() == key.path_and_query()
+            }
+            PurgeTarget::Path { host, path } => host_ok(host) && key.path == *path,
+            PurgeTarget::Directory { host, prefix } => host_ok(host) && key.path.starts_with(prefix.as_str()),
+            PurgeTarget::Regex(re) => re.is_match(&key.url),
+        }
+    }
+}
+
+/// The cache.
+#[derive(Debug)]
+pub struct Cache {
+    store: Store,
+    locks: Arc<FillLocks>,
+    epoch: AtomicU64,
+    purge_log: Mutex<VecDeque<(u64, Instant, PurgeTarget)>>,
+}
+
+impl Cache {
+    /// A cache of `capacity` bytes whose waiters wait at most `lock_timeout`.
+    pub fn new(capacity: u64, lock_timeout: Duration) -> Cache {
+        Cache {
+            store: Store::new(capacity),
+            locks: FillLocks::new(lock_timeout),
+            epoch: AtomicU64::new(0),
+            purge_log: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// The entry for a key, fresh or stale.
+    pub fn get(&self, key: &CacheKey) -> Option<Arc<Entry>> {
+        self.store.get(&key.hash)
+    }
+
+    /// Takes the fill lock for a key.
+    pub fn lock(&self, key: &CacheKey) -> Locked {
+        self.locks.lock(key.hash)
+    }
+
+    /// The purge epoch; a fill records it when it starts.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Stores a complete result unless a purge covering it ran since `started_epoch`.
+    /// Returns whether it was stored.
+    pub fn insert(&self, entry: Arc<Entry>, started_epoch: u64) -> bool {
+        {
+            let log = self.purge_log.lock().unwrap_or_else(|p| p.into_inner());
+            let raced = log
+                .iter()
+                .any(|(e, _, target)| *e > started_epoch && target.matches(&entry.key));
+            if raced {
+                return false;
+            }
+            // Inserted under the log lock so a purge cannot slip in between check and insert.
+            self.store.insert(entry);
+        }
+        true
+    }
+
+    /// Removes every variant of one path (a changed original drops its renditions).
+    pub fn remove_variants(&self, host: &str, path: &str) -> usize {
+        self.purge(
+            PurgeTarget::Path { host: Some(host.to_owned()), path: path.to_owned() },
+            true,
+        )
+    }
+
+    /// Applies a purge: removes the matching entries (`force`) or marks them stale so
+    /// the next request revalidates. Returns the number of entries affected.
+    pub fn purge(&self, target: PurgeTarget, force: bool) -> usize {
+        let keys: Vec<CacheKey> = match &target {
+            PurgeTarget::Url { key, .. } => self.store.keys_at_path(&key.path),
+            PurgeTarget::Path { path, .. } => self.store.keys_at_path(path),
+            PurgeTarget::Directory { prefix, .. } => self.store.keys_under(prefix),
+            PurgeTarget::Regex(_) => self.store.all_keys(),
+        };
+        let mut affected = 0;
+        for key in keys.iter().filter(|k| target.matches(k)) {
+            if force {
+                affected += usize::from(self.store.remove(&key.hash));
+            } else if let Some(entry) = self.store.get(&key.hash) {
+                entry.mark_stale();
+                affected += 1;
+            }
+        }
+        // Soft purges are logged too: a fill already in flight may carry old bytes.
+        self.log_purge(target);
+        affected
+    }
+
+    fn log_purge(&self, target: PurgeTarget) {
+        let mut log = self.purge_log.lock().unwrap_or_else(|p| p.into_inner());
+        let epoch = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
+        let now = Instant::now();
+        while log.front().is_some_and(|(_, t, _)| now.duration_since(*t) > PURGE_LOG_KEEP) {
+            log.pop_front();
+        }
+        log.push_back((epoch, now, target));
+    }
+
+    /// Number of entries (after pending maintenance).
+    pub fn entry_count(&self) -> u64 {
+        self.store.entry_count()
+    }
+
+    /// Bytes held (after pending maintenance).
+    pub fn weighted_size(&self) -> u64 {
+        self.store.weighted_size()
+    }
+
+    /// Evictions for size so far.
+    pub fn evictions(&self) -> u64 {
+        self.store.evictions()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use http::StatusCode;
+
+    fn entry(path: &str, query: Option<&str>) -> Arc<Entry> {
+        Arc::new(Entry::new(
+            CacheKey::new("h", path, query, None, &[]),
+            StatusCode::OK,
+            Bytes::from_static(b"x"),
+            "text/plain".into(),
+            None,
+            None,
+            None,
+            Duration::from_secs(60),
+        ))
+    }
+
+    #[test]
+    fn fill_racing_a_purge_does_not_reinsert() {
+        let c = Cache::new(1 << 20, Duration::from_secs(1));
+        let e = entry("/a.jpg", None);
+        let started = c.epoch();
+        c.purge(PurgeTarget::Path { host: None, path: "/a.jpg".into() }, true);
+        assert!(!c.insert(Arc::clone(&e), started));
+        assert!(c.get(&e.key).is_none());
+        // A fill that starts after the purge stores normally.
+        assert!(c.insert(Arc::clone(&e), c.epoch()));
+        assert!(c.get(&e.key).is_some());
+    }
+
+    #[test]
+    fn unrelated_purge_does_not_block_insert() {
+        let c = Cache::new(1 << 20, Duration::from_secs(1));
+        let started = c.epoch();
+        c.purge(PurgeTarget::Directory { host: None, prefix: "/other/".into() }, true);
+        assert!(c.insert(entry("/a.jpg", None), started));
+    }
+
+    #[test]
+    fn soft_purge_marks_stale() {
+        let c = Cache::new(1 << 20, Duration::from_secs(1));
+        let e = entry("/d/a.jpg", Some("v=1"));
+        c.insert(Arc::clone(&e), c.epoch());
+        let n = c.purge(PurgeTarget::Directory { host: None, prefix: "/d/".into() }, false);
+        assert_eq!(n, 1);
+        let got = c.get(&e.key).unwrap();
+        assert!(!got.is_fresh(std::time::SystemTime::now()));
+    }
+
+    #[test]
+    fn regex_matches_canonical_url() {
+        let c = Cache::new(1 << 20, Duration::from_secs(1));
+        c.insert(entry("/1a.jpg", None), 0);
+        c.insert(entry("/b.jpg", None), 0);
+        let re = Regex::new("^h/[0-9][a-z].*\\.jpg").unwrap();
+        assert_eq!(c.purge(PurgeTarget::Regex(re), true), 1);
+    }
+}

@@ -1,0 +1,418 @@
+//! The GET/HEAD flow: cache lookup → single-flight fill (origin fetch, processing
+//! on the worker pool, revalidation of stale copies) → response headers and range.
+//!
+//! This is the only module that combines request, cache, origin, workers and
+//! process. Only complete results enter the cache: a fill stores its entry after
+//! the body was read whole (length-checked by the origin) and the encoder finished.
+
+use crate::cache::{CacheKey, CacheStatus, Entry, LockStatus, Locked};
+use crate::error::Error;
+use crate::origin::{Body as OriginBody, BodyStream, FetchRequest, Fetched, ObjectMeta, OriginError};
+use crate::process::{self, RunContext};
+use crate::request::ObjectRequest;
+use crate::App;
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// The response body type of the whole server.
+pub type ResponseBody = http_body_util::combinators::UnsyncBoxBody<Bytes, std::io::Error>;
+
+/// A whole body.
+pub fn full_body(bytes: impl Into<Bytes>) -> ResponseBody {
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
+}
+
+/// What a request is answered with, before headers are written.
+pub enum Served {
+    /// A complete response (from cache or a fill).
+    Entry(Arc<Entry>, CacheStatus),
+    /// A large object streamed from the origin, not cached.
+    Stream {
+        /// Origin metadata.
+        meta: ObjectMeta,
+        /// The bytes of `range`.
+        stream: BodyStream,
+        /// Half-open range of the object carried.
+        range: (u64, u64),
+        /// Content-Type to send.
+        content_type: String,
+    },
+}
+
+/// Result of one fill.
+enum Filled {
+    Entry { entry: Arc<Entry>, status: CacheStatus, cacheable: bool },
+    Stream(Served),
+}
+
+/// Looks up, fills and answers one object request.
+///
+/// # Errors
+/// Any origin, processing or overload error.
+pub async fn serve_object(app: &Arc<App>, req: &ObjectRequest) -> Result<Served, Error> {
+    let process = req.pipeline.as_ref().map(|p| p.canonical());
+    let key = CacheKey::new(
+        &req.host,
+        &req.path,
+        req.query.as_deref(),
+        process.as_deref(),
+        &app.config.cache.ignore_params,
+    );
+    if let Some(entry) = app.cache.get(&key) {
+        if entry.is_fresh(SystemTime::now()) {
+            return Ok(Served::Entry(entry, CacheStatus::Hit));
+        }
+    }
+    // One retry of the lock covers a writer that vanished (client went away).
+    for _ in 0..2 {
+        match app.cache.lock(&key) {
+            Locked::Write(permit) => {
+                let stale = match app.cache.get(&key) {
+                    Some(e) if e.is_fresh(SystemTime::now()) => {
+                        permit.release(LockStatus::Done(Arc::clone(&e)));
+                        return Ok(Served::Entry(e, CacheStatus::Hit));
+                    }
+                    other => other,
+                };
+                let started = app.cache.epoch();
+                return match fill(app, req, &key, stale.as_deref()).await {
+                    Ok(Filled::Entry { entry, status, cacheable }) => {
+                        let stored = cacheable && app.cache.insert(Arc::clone(&entry), started);
+                        permit.release(LockStatus::Done(Arc::clone(&entry)));
+                        let status = if stored { status } else { CacheStatus::Bypass };
+                        Ok(Served::Entry(entry, status))
+                    }
+                    Ok(Filled::Stream(served)) => {
+                        permit.release(LockStatus::GiveUp);
+                        Ok(served)
+                    }
+                    Err(e) => {
+                        let shared = Arc::new(e);
+                        permit.release(LockStatus::Failed(Arc::clone(&shared)));
+                        Err(Error::Shared(shared))
+                    }
+                };
+            }
+            Locked::Read(reader) => match reader.wait().await {
+                Some(LockStatus::Done(entry)) => return Ok(Served::Entry(entry, CacheStatus::LockHit)),
+                Some(LockStatus::Failed(e)) => return Err(Error::Shared(e)),
+                Some(LockStatus::GiveUp) | None => break,
+                Some(LockStatus::Dangling) | Some(LockStatus::Pending) => continue,
+            },
+        }
+    }
+    // The shared fill could not be used: fetch on our own, without caching.
+    match fill(app, req, &key, None).await? {
+        Filled::Entry { entry, .. } => Ok(Served::Entry(entry, CacheStatus::Bypass)),
+        Filled::Stream(served) => Ok(served),
+    }
+}
+
+/// Fetches (or revalidates) and, for processed variants, processes.
+async fn fill(
+    app: &Arc<App>,
+    req: &ObjectRequest,
+    key: &CacheKey,
+    stale: Option<&Entry>,
+) -> Result<Filled, Error> {
+    let processing = req.pipeline.is_some();
+    let fetch = FetchRequest {
+        key: req.key(),
+        head_only: false,
+        if_none_match: stale.and_then(|s| s.origin_etag.as_deref()),
+        if_modified_since: stale.and_then(|s| s.last_modified),
+        buffer_limit: if processing { app.limits.max_source_bytes } else { app.config.cache.max_object_size },
+        range: if processing { None } else { req.range },
+    };
+    app.stats.origin_fetch();
+    let started = Instant::now();
+    let fetched = app.origin.fetch(&fetch).await;
+    app.stats.origin_latency(started.elapsed(), fetched.is_err());
+    let now = SystemTime::now();
+    let object = match fetched {
+        Ok(Fetched::NotModified(meta)) => {
+            let Some(stale) = stale else {
+                return Err(OriginError::Upstream("304 to an unconditional request".into()).into());
+            };
+            let ttl = app.ttl.for_object(&req.path, &meta, now);
+            let entry = Arc::new(stale.refreshed(ttl.unwrap_or_default()));
+            return Ok(Filled::Entry { entry, status: CacheStatus::RefreshHit, cacheable: ttl.is_some() });
+        }
+        Ok(Fetched::Object(object)) => object,
+        Err(OriginError::NotFound) => {
+            return match app.ttl.for_not_found() {
+                Some(ttl) => Ok(Filled::Entry {
+                    entry: Arc::new(Entry::new(
+                        key.clone(),
+                        StatusCode::NOT_FOUND,
+                        Bytes::new(),
+                        String::new(),
+                        None,
+                        None,
+                        None,
+                        ttl,
+                    )),
+                    status: CacheStatus::Miss,
+                    cacheable: true,
+                }),
+                None => Err(OriginError::NotFound.into()),
+            };
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut status = CacheStatus::Miss;
+    if let Some(stale) = stale {
+        status = CacheStatus::RefreshMiss;
+        if stale.origin_etag != object.meta.etag {
+            // The original changed: every rendition of it is outdated.
+            app.cache.remove_variants(&key.host, &key.path);
+        }
+    }
+    let meta = object.meta;
+    let bytes = match object.body {
+        OriginBody::Full(bytes) => bytes,
+        OriginBody::Stream { stream, range } => {
+            if processing {
+                return Err(OriginError::TooLarge { limit: app.limits.max_source_bytes }.into());
+            }
+            let content_type = content_type_for(&req.path, meta.content_type.as_deref(), &[]);
+            let stream = app.stats.count_streamed(stream);
+            return Ok(Filled::Stream(Served::Stream { meta, stream, range, content_type }));
+        }
+    };
+    let ttl = app.ttl.for_object(&req.path, &meta, now);
+    let entry = match &req.pipeline {
+        Some(pipeline) => {
+            let pipeline = pipeline.clone();
+            let limits = app.limits.clone();
+            let deadline = Instant::now() + app.config.request_timeout();
+            let output = app
+                .workers
+                .run(deadline.into(), move || {
+                    let ctx = RunContext { limits: &limits, deadline: Some(deadline) };
+                    process::run(&bytes, &pipeline, &ctx)
+                })
+                .await??;
+            let body = Bytes::from(output.bytes);
+            let etag = content_etag(&body);
+            Entry::new(
+                key.clone(),
+                StatusCode::OK,
+                body,
+                output.content_type.to_owned(),
+                Some(etag),
+                meta.last_modified,
+                meta.etag.clone(),
+                ttl.unwrap_or_default(),
+            )
+        }
+        None => {
+            let content_type = content_type_for(&req.path, meta.content_type.as_deref(), &bytes);
+            Entry::new(
+                key.clone(),
+                StatusCode::OK,
+                bytes,
+                content_type,
+                meta.etag.clone(),
+                meta.last_modified,
+                meta.etag.clone(),
+                ttl.unwrap_or_default(),
+            )
+        }
+    };
+    Ok(Filled::Entry { entry: Arc::new(entry), status, cacheable: ttl.is_some() })
+}
+
+/// ETag of processed bytes: a stable content hash.
+fn content_etag(body: &[u8]) -> String {
+    format!("\"{:032x}\"", xxhash_rust::xxh3::xxh3_128(body))
+}
+
+/// Content-Type: the origin's, else by extension, else by sniffing magic bytes.
+fn content_type_for(path: &str, origin: Option<&str>, body: &[u8]) -> String {
+    if let Some(ct) = origin {
+        return ct.to_owned();
+    }
+    if let Some(mime) = mime_guess::from_path(path).first_raw() {
+        return mime.to_owned();
+    }
+    sniff(body).unwrap_or("application/octet-stream").to_owned()
+}
+
+fn sniff(body: &[u8]) -> Option<&'static str> {
+    const MAGIC: &[(&[u8], &str)] = &[
+        (b"\xFF\xD8\xFF", "image/jpeg"),
+        (b"\x89PNG\r\n\x1a\n", "image/png"),
+        (b"GIF87a", "image/gif"),
+        (b"GIF89a", "image/gif"),
+        (b"%PDF-", "application/pdf"),
+        (b"BM", "image/bmp"),
+        (b"II*\0", "image/tiff"),
+        (b"MM\0*", "image/tiff"),
+    ];
+    if body.len() >= 12 && &body[0..4] == b"RIFF" && &body[8..12] == b"WEBP" {
+        return Some("image/webp");
+    }
+    if body.len() >= 12 && &body[4..8] == b"ftyp" {
+        return Some("video/mp4");
+    }
+    MAGIC.iter().find(|(m, _)| body.starts_with(m)).map(|(_, t)| *t)
+}
+
+/// Writes the response for a served request: validators, range, cache headers.
+///
+/// # Errors
+/// `InvalidRange` for an unsatisfiable range; `NoSuchKey` for a cached 404.
+pub fn respond(
+    app: &App,
+    req: &ObjectRequest,
+    served: Served,
+    started: Instant,
+) -> Result<Response<ResponseBody>, Error> {
+    match served {
+        Served::Entry(entry, status) => respond_entry(app, req, &entry, status, started),
+        Served::Stream { meta, stream, range, content_type } => {
+            respond_stream(req, meta, stream, range, content_type, started)
+        }
+    }
+}
+
+fn respond_entry(
+    app: &App,
+    req: &ObjectRequest,
+    entry: &Entry,
+    status: CacheStatus,
+    started: Instant,
+) -> Result<Response<ResponseBody>, Error> {
+    if entry.status == StatusCode::NOT_FOUND {
+        return Err(OriginError::NotFound.into());
+    }
+    let now = SystemTime::now();
+    let cached = status != CacheStatus::Bypass;
+    let mut builder = Response::builder()
+        .header(header::CONTENT_TYPE, &entry.content_type)
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header("X-Cache", status.as_str())
+        .header("Via", via(status, started, 200))
+        .header("Timing-Allow-Origin", "*");
+    if let Some(etag) = &entry.etag {
+        builder = builder.header(header::ETAG, etag);
+    }
+    if let Some(lm) = entry.last_modified {
+        builder = builder.header(header::LAST_MODIFIED, httpdate::fmt_http_date(lm));
+    }
+    if cached {
+        let age = if status.is_hit() { entry.age(now).as_secs() } else { 0 };
+        builder = builder
+            .header(header::AGE, age)
+            .header("X-Swift-SaveTime", httpdate::fmt_http_date(entry.stored_at))
+            .header("X-Swift-CacheTime", entry.ttl.as_secs())
+            .header(header::CACHE_CONTROL, client_cache_control(app, entry.ttl));
+    } else {
+        builder = builder.header(header::CACHE_CONTROL, "no-cache");
+    }
+    let meta = ObjectMeta {
+        etag: entry.etag.clone(),
+        last_modified: entry.last_modified,
+        ..ObjectMeta::default()
+    };
+    if crate::origin::is_not_modified(&meta, req.if_none_match.as_deref(), req.if_modified_since) {
+        return finish(builder.status(StatusCode::NOT_MODIFIED), full_body(Bytes::new()));
+    }
+    let len = entry.body.len() as u64;
+    let (status_code, body) = match req.range {
+        Some(range) => {
+            let (start, end) = range.resolve(len).ok_or(Error::InvalidRange { len })?;
+            builder = builder.header(header::CONTENT_RANGE, format!("bytes {start}-{}/{len}", end - 1));
+            // Offsets are bounded by `len`, which came from a usize.
+            let slice = entry.body.slice(start as usize..end as usize);
+            (StatusCode::PARTIAL_CONTENT, slice)
+        }
+        None => (StatusCode::OK, entry.body.clone()),
+    };
+    builder = builder.header(header::CONTENT_LENGTH, body.len());
+    let body = if req.head { Bytes::new() } else { body };
+    finish(builder.status(status_code), full_body(body))
+}
+
+fn respond_stream(
+    req: &ObjectRequest,
+    meta: ObjectMeta,
+    stream: BodyStream,
+    range: (u64, u64),
+    content_type: String,
+    started: Instant,
+) -> Result<Response<ResponseBody>, Error> {
+    let len = meta.content_length;
+    let mut builder = Response::builder()
+        .header(header::CONTENT_TYPE, content_type)
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header("X-Cache", CacheStatus::Bypass.as_str())
+        .header("Via", via(CacheStatus::Bypass, started, 200))
+        .header("Timing-Allow-Origin", "*")
+        .header(header::CACHE_CONTROL, "no-cache");
+    if let Some(etag) = &meta.etag {
+        builder = builder.header(header::ETAG, etag);
+    }
+    if let Some(lm) = meta.last_modified {
+        builder = builder.header(header::LAST_MODIFIED, httpdate::fmt_http_date(lm));
+    }
+    if crate::origin::is_not_modified(&meta, req.if_none_match.as_deref(), req.if_modified_since) {
+        return finish(builder.status(StatusCode::NOT_MODIFIED), full_body(Bytes::new()));
+    }
+    let status = match req.range {
+        Some(r) if r.resolve(len).is_none() => return Err(Error::InvalidRange { len }),
+        Some(_) => {
+            builder = builder.header(header::CONTENT_RANGE, format!("bytes {}-{}/{len}", range.0, range.1 - 1));
+            StatusCode::PARTIAL_CONTENT
+        }
+        None => StatusCode::OK,
+    };
+    builder = builder.header(header::CONTENT_LENGTH, range.1 - range.0);
+    let body = if req.head {
+        full_body(Bytes::new())
+    } else {
+        let frames = futures_util::StreamExt::map(stream, |chunk| chunk.map(http_body::Frame::data));
+        BodyExt::boxed_unsync(StreamBody::new(frames))
+    };
+    finish(builder.status(status), body)
+}
+
+fn finish(builder: http::response::Builder, body: ResponseBody) -> Result<Response<ResponseBody>, Error> {
+    builder
+        .body(body)
+        .map_err(|e| Error::Internal(format!("response build: {e}")))
+}
+
+/// `Via` entry in the CDN's format: `node[ms,status-0,H|M]`.
+fn via(status: CacheStatus, started: Instant, code: u16) -> HeaderValue {
+    let ms = started.elapsed().as_millis();
+    let hm = if status.is_hit() { 'H' } else { 'M' };
+    HeaderValue::from_str(&format!("imgedge/{}[{ms},{code}-0,{hm}]", env!("CARGO_PKG_VERSION")))
+        .unwrap_or_else(|_| HeaderValue::from_static("imgedge"))
+}
+
+fn client_cache_control(app: &App, ttl: Duration) -> String {
+    app.config
+        .cache
+        .client_cache_control
+        .replace("{ttl}", &ttl.as_secs().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sniffing_knows_common_magic() {
+        assert_eq!(sniff(b"\xFF\xD8\xFF\xE0rest"), Some("image/jpeg"));
+        assert_eq!(sniff(b"RIFF\0\0\0\0WEBPVP8 "), Some("image/webp"));
+        assert_eq!(sniff(b"%PDF-1.7"), Some("application/pdf"));
+        assert_eq!(sniff(b"hello"), None);
+        assert_eq!(content_type_for("/noext", None, b"GIF89a.."), "image/gif");
+        assert_eq!(content_type_for("/a.png", None, b""), "image/png");
+    }
+}

@@ -1,0 +1,195 @@
+//! Turns an HTTP request into an [`ObjectRequest`] before any work is done:
+//! a normalised object key, the parsed processing pipeline, the range and the
+//! client's validators. Anything malformed fails here with a 4xx, before the
+//! cache, the origin or a pixel is touched.
+
+use crate::cache::key::{query_pairs, PROCESS_PARAM};
+use crate::error::Error;
+use crate::origin::ByteRange;
+use crate::process::{self, Limits, Pipeline, Styles};
+use http::{header, HeaderMap, Method, Uri};
+use percent_encoding::percent_decode_str;
+use std::time::SystemTime;
+
+/// A parsed GET/HEAD for an object.
+#[derive(Debug, Clone)]
+pub struct ObjectRequest {
+    /// HEAD: headers only.
+    pub head: bool,
+    /// Host the request named (Host header or absolute URI), for the cache key.
+    pub host: String,
+    /// Object path with leading `/`, percent-decoded.
+    pub path: String,
+    /// Raw query string, if any.
+    pub query: Option<String>,
+    /// The processing chain, if `x-oss-process` was given.
+    pub pipeline: Option<Pipeline>,
+    /// Single byte range asked for (multi-range and malformed ranges are ignored).
+    pub range: Option<ByteRange>,
+    /// `If-None-Match`, verbatim.
+    pub if_none_match: Option<String>,
+    /// `If-Modified-Since`, parsed.
+    pub if_modified_since: Option<SystemTime>,
+}
+
+impl ObjectRequest {
+    /// The origin key: the path without its leading `/`.
+    pub fn key(&self) -> &str {
+        self.path.strip_prefix('/').unwrap_or(&self.path)
+    }
+
+    /// Parses method, URI and headers.
+    ///
+    /// # Errors
+    /// `InvalidKey` for unsafe paths, `MethodNotAllowed`, and processing parse errors.
+    pub fn parse(
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        styles: &Styles,
+        limits: &Limits,
+    ) -> Result<ObjectRequest, Error> {
+        let head = match *method {
+            Method::GET => false,
+            Method::HEAD => true,
+            _ => return Err(Error::MethodNotAllowed),
+        };
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| uri.authority().map(|a| a.as_str()))
+            .unwrap_or("localhost")
+            .to_owned();
+        let path = normalize_path(uri.path())?;
+        let query = uri.query().map(str::to_owned);
+        let pipeline = match process_param(query.as_deref()) {
+            Some(value) => Some(process::parse(&value, styles, limits)?),
+            None => None,
+        };
+        let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+        Ok(ObjectRequest {
+            head,
+            host,
+            path,
+            query,
+            pipeline,
+            range: text(header::RANGE).and_then(parse_range),
+            if_none_match: text(header::IF_NONE_MATCH).map(str::to_owned),
+            if_modified_since: text(header::IF_MODIFIED_SINCE)
+                .and_then(|v| httpdate::parse_http_date(v).ok()),
+        })
+    }
+}
+
+/// The `x-oss-process` value, percent-decoded once. The name is case-sensitive:
+/// OSS ignores `X-Oss-Process`.
+pub fn process_param(query: Option<&str>) -> Option<String> {
+    query_pairs(query?)
+        .filter(|(name, _)| name == PROCESS_PARAM)
+        .last()
+        .map(|(_, value)| value.into_owned())
+}
+
+/// Validates and decodes an object path. Rejects anything that could name a file
+/// outside the origin: encoded slashes or backslashes, NUL, `.`/`..` segments
+/// (also when percent-encoded), empty segments and invalid UTF-8.
+///
+/// # Errors
+/// `Error::InvalidKey` naming the problem.
+pub fn normalize_path(raw: &str) -> Result<String, Error> {
+    if !raw.starts_with('/') {
+        return Err(Error::InvalidKey("path must start with '/'"));
+    }
+    let lower = raw.to_ascii_lowercase();
+    if lower.contains("%2f") || lower.contains("%5c") {
+        return Err(Error::InvalidKey("encoded slash"));
+    }
+    let decoded = percent_decode_str(raw)
+        .decode_utf8()
+        .map_err(|_| Error::InvalidKey("not UTF-8"))?;
+    if decoded.contains('\0') {
+        return Err(Error::InvalidKey("NUL byte"));
+    }
+    if decoded.contains('\\') {
+        return Err(Error::InvalidKey("backslash"));
+    }
+    let body = &decoded[1..];
+    if body.is_empty() {
+        return Err(Error::InvalidKey("empty key"));
+    }
+    for segment in body.split('/') {
+        match segment {
+            "" => return Err(Error::InvalidKey("empty path segment")),
+            "." | ".." => return Err(Error::InvalidKey("dot segment")),
+            _ => {}
+        }
+    }
+    Ok(decoded.into_owned())
+}
+
+/// Parses a single `bytes=` range; multi-range and malformed values give None
+/// (the whole object is served, as RFC 9110 allows).
+pub fn parse_range(value: &str) -> Option<ByteRange> {
+    let spec = value.trim().strip_prefix("bytes=")?;
+    if spec.contains(',') {
+        return None;
+    }
+    let (first, last) = spec.split_once('-')?;
+    let (first, last) = (first.trim(), last.trim());
+    if first.is_empty() {
+        return last.parse().ok().map(ByteRange::Suffix);
+    }
+    let first: u64 = first.parse().ok()?;
+    let last: Option<u64> = if last.is_empty() { None } else { Some(last.parse().ok()?) };
+    if last.is_some_and(|l| l < first) {
+        return None;
+    }
+    Some(ByteRange::From { first, last })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsafe_paths_are_rejected() {
+        for p in [
+            "/../etc/passwd",
+            "/a/../../b",
+            "/%2e%2e/secret",
+            "/a%2fb",
+            "/a%5Cb",
+            "/a%00b",
+            "/a//b",
+            "/./a",
+            "/",
+            "relative",
+            "/%ff",
+        ] {
+            assert!(normalize_path(p).is_err(), "{p}");
+        }
+        assert_eq!(normalize_path("/dir/a%20b.jpg").unwrap(), "/dir/a b.jpg");
+        assert_eq!(normalize_path("/图片.jpg").unwrap(), "/图片.jpg");
+    }
+
+    #[test]
+    fn ranges_parse() {
+        assert_eq!(parse_range("bytes=0-9"), Some(ByteRange::From { first: 0, last: Some(9) }));
+        assert_eq!(parse_range("bytes=5-"), Some(ByteRange::From { first: 5, last: None }));
+        assert_eq!(parse_range("bytes=-5"), Some(ByteRange::Suffix(5)));
+        assert_eq!(parse_range("bytes=0-1,4-5"), None);
+        assert_eq!(parse_range("bytes=9-1"), None);
+        assert_eq!(parse_range("items=0-1"), None);
+        assert_eq!(parse_range("bytes=a-b"), None);
+    }
+
+    #[test]
+    fn process_param_is_case_sensitive_and_decoded() {
+        assert_eq!(
+            process_param(Some("x-oss-process=image%2Fresize%2Cw_100")).as_deref(),
+            Some("image/resize,w_100")
+        );
+        assert_eq!(process_param(Some("X-Oss-Process=image/resize,w_1")), None);
+        assert_eq!(process_param(None), None);
+    }
+}

@@ -1,0 +1,272 @@
+//! Sockets and connections: the accept loops for the public and admin listeners,
+//! HTTP/1 + HTTP/2 via hyper-util's auto builder, routing, the per-request
+//! deadline, the access log line and graceful shutdown.
+//!
+//! Order of the per-request stack (outermost first): request id and timer →
+//! deadline → route → handler; then error mapping (the only place errors become
+//! responses, via `error.rs`) → access log. Accept errors are logged and retried
+//! after a pause, never fatal.
+
+use crate::error::Error;
+use crate::handler::{self, full_body, ResponseBody};
+use crate::request::ObjectRequest;
+use crate::{purge, App};
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+
+/// Largest admin request body.
+const MAX_ADMIN_BODY: usize = 1 << 20;
+/// Pause after a failed accept (e.g. out of file descriptors).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+#[derive(Clone, Copy)]
+enum Listener {
+    Public,
+    Admin,
+}
+
+/// Serves both listeners until `shutdown` resolves, then drains connections for at
+/// most the configured grace period.
+///
+/// # Errors
+/// Only if a listener's local address cannot be read.
+pub async fn serve(
+    public: TcpListener,
+    admin: TcpListener,
+    app: Arc<App>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    app.set_default_host(public.local_addr()?.to_string());
+    let graceful = GracefulShutdown::new();
+    let builder = auto::Builder::new(TokioExecutor::new());
+    tokio::pin!(shutdown);
+    loop {
+        let (accepted, which) = tokio::select! {
+            a = public.accept() => (a, Listener::Public),
+            a = admin.accept() => (a, Listener::Admin),
+            () = &mut shutdown => break,
+        };
+        let stream = match accepted {
+            Ok((stream, _peer)) => stream,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed; retrying");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let app = Arc::clone(&app);
+        let service = service_fn(move |req| {
+            let app = Arc::clone(&app);
+            async move { Ok::<_, Infallible>(handle(app, which, req).await) }
+        });
+        let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(public);
+    drop(admin);
+    let grace = Duration::from_millis(app.config.shutdown_grace_ms);
+    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!("shutdown grace period over; closing remaining connections");
+    }
+    Ok(())
+}
+
+async fn handle(app: Arc<App>, which: Listener, req: Request<Incoming>) -> Response<ResponseBody> {
+    let started = Instant::now();
+    let request_id = app.next_request_id();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let result = tokio::time::timeout(app.config.request_timeout(), async {
+        match which {
+            Listener::Public => public(&app, req, started).await,
+            Listener::Admin => admin(&app, req).await,
+        }
+    })
+    .await
+    .unwrap_or(Err(Error::Timeout));
+    let (mut response, cache) = match result {
+        Ok(r) => {
+            let cache = r
+                .headers()
+                .get("X-Cache")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-")
+                .to_owned();
+            (r, cache)
+        }
+        Err(e) => (error_response(&e, &request_id, &host, &path, method == Method::HEAD), "-".to_owned()),
+    };
+    if let Ok(v) = http::HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-oss-request-id", v);
+    }
+    let bytes = response
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_owned();
+    // The query is left out of the log on purpose: it may carry signatures and tokens.
+    tracing::info!(
+        target: "imgedge::access",
+        request_id = %request_id,
+        method = %method,
+        path = %path,
+        status = response.status().as_u16(),
+        bytes = %bytes,
+        cache = %cache,
+        ms = started.elapsed().as_secs_f64() * 1000.0,
+    );
+    response
+}
+
+async fn public(app: &Arc<App>, req: Request<Incoming>, started: Instant) -> Result<Response<ResponseBody>, Error> {
+    let (parts, _body) = req.into_parts();
+    let object = ObjectRequest::parse(&parts.method, &parts.uri, &parts.headers, &app.config.styles, &app.limits)?;
+    let served = handler::serve_object(app, &object).await?;
+    handler::respond(app, &object, served, started)
+}
+
+async fn admin(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<ResponseBody>, Error> {
+    let route = (req.method().clone(), req.uri().path().to_owned());
+    match (&route.0, route.1.as_str()) {
+        (&Method::GET, "/healthz") | (&Method::HEAD, "/healthz") => {
+            json_response(StatusCode::OK, serde_json::json!({"status": "ok"}))
+        }
+        (&Method::POST, "/purge") => {
+            purge::authorize(app, req.headers())?;
+            let (content_type, query, body) = read_admin_body(req).await?;
+            let tasks = purge::parse_purge(app, &content_type, &body, query.as_deref())?;
+            let affected = purge::apply(app, tasks).await?;
+            let task_id = app.next_task_id().to_string();
+            json_response(
+                StatusCode::OK,
+                serde_json::json!({
+                    "RequestId": app.next_request_id(),
+                    "RefreshTaskId": task_id,
+                    "task_id": task_id,
+                    "affected": affected,
+                }),
+            )
+        }
+        (&Method::POST, "/prefetch") => {
+            purge::authorize(app, req.headers())?;
+            let (content_type, _query, body) = read_admin_body(req).await?;
+            let paths = purge::parse_prefetch(&content_type, &body)?;
+            let mut results = Vec::with_capacity(paths.len());
+            for path in paths {
+                results.push(prefetch_one(app, &path).await);
+            }
+            let task_id = app.next_task_id().to_string();
+            json_response(
+                StatusCode::OK,
+                serde_json::json!({"RequestId": app.next_request_id(), "PushTaskId": task_id, "task_id": task_id, "results": results}),
+            )
+        }
+        (_, "/healthz" | "/purge" | "/prefetch") => Err(Error::MethodNotAllowed),
+        _ => Err(Error::NotFound),
+    }
+}
+
+/// Fetches one URL into the cache, as a GET would.
+async fn prefetch_one(app: &Arc<App>, url: &str) -> serde_json::Value {
+    let outcome: Result<&str, Error> = async {
+        let (host, path, query) = purge::split_url(url)?;
+        let host = host.unwrap_or_else(|| app.default_host());
+        let uri: http::Uri = match &query {
+            Some(q) => format!("{path}?{q}"),
+            None => path,
+        }
+        .parse()
+        .map_err(|_| Error::InvalidArgument(format!("bad prefetch path {url:?}")))?;
+        let mut headers = http::HeaderMap::new();
+        if let Ok(h) = http::HeaderValue::from_str(&host) {
+            headers.insert(header::HOST, h);
+        }
+        let object = ObjectRequest::parse(&Method::GET, &uri, &headers, &app.config.styles, &app.limits)?;
+        match handler::serve_object(app, &object).await? {
+            handler::Served::Entry(_, status) => Ok(status.as_str()),
+            handler::Served::Stream { .. } => Ok(crate::cache::CacheStatus::Bypass.as_str()),
+        }
+    }
+    .await;
+    match outcome {
+        Ok(cache) => serde_json::json!({"path": url, "status": 200, "cache": cache}),
+        Err(e) => serde_json::json!({"path": url, "status": e.status().as_u16(), "code": e.code()}),
+    }
+}
+
+async fn read_admin_body(req: Request<Incoming>) -> Result<(String, Option<String>, Bytes), Error> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let query = req.uri().query().map(str::to_owned);
+    let body = Limited::new(req.into_body(), MAX_ADMIN_BODY)
+        .collect()
+        .await
+        .map_err(|_| Error::BadRequest("request body unreadable or larger than 1 MiB".into()))?
+        .to_bytes();
+    Ok((content_type, query, body))
+}
+
+fn json_response(status: StatusCode, value: serde_json::Value) -> Result<Response<ResponseBody>, Error> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(full_body(value.to_string()))
+        .map_err(|e| Error::Internal(format!("response build: {e}")))
+}
+
+/// The one place an error becomes a response: status, OSS XML body, extra headers.
+fn error_response(err: &Error, request_id: &str, host: &str, path: &str, head: bool) -> Response<ResponseBody> {
+    if err.is_server_side() {
+        tracing::warn!(request_id, error = %err, "request failed");
+    } else {
+        tracing::debug!(request_id, error = %err, "request rejected");
+    }
+    let key = path.strip_prefix('/');
+    let body = err.xml_body(request_id, host, key);
+    let mut builder = Response::builder()
+        .status(err.status())
+        .header(header::CONTENT_TYPE, "application/xml")
+        .header(header::CONTENT_LENGTH, body.len())
+        .header(header::SERVER, "imgedge");
+    match err {
+        Error::Overloaded => builder = builder.header(header::RETRY_AFTER, "1"),
+        Error::InvalidRange { len } => builder = builder.header(header::CONTENT_RANGE, format!("bytes */{len}")),
+        Error::Unauthorized => builder = builder.header(header::WWW_AUTHENTICATE, "Bearer"),
+        _ => {}
+    }
+    if let Some(ec) = err.ec() {
+        builder = builder.header("x-oss-ec", ec);
+    }
+    let body = if head { Bytes::new() } else { Bytes::from(body) };
+    builder
+        .body(full_body(body))
+        .unwrap_or_else(|_| Response::new(full_body(Bytes::from_static(b"internal error"))))
+}
