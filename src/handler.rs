@@ -44,7 +44,9 @@ pub enum Served {
 
 /// Result of one fill.
 enum Filled {
-    Entry { entry: Arc<Entry>, status: CacheStatus, cacheable: bool },
+    /// `purged_at`: the epoch after this fill's own purge of outdated variants, so
+    /// that purge does not veto the fill's insert.
+    Entry { entry: Arc<Entry>, status: CacheStatus, cacheable: bool, purged_at: Option<u64> },
     Stream(Served),
 }
 
@@ -79,8 +81,9 @@ pub async fn serve_object(app: &Arc<App>, req: &ObjectRequest) -> Result<Served,
                 };
                 let started = app.cache.epoch();
                 return match fill(app, req, &key, stale.as_deref()).await {
-                    Ok(Filled::Entry { entry, status, cacheable }) => {
-                        let stored = cacheable && app.cache.insert(Arc::clone(&entry), started);
+                    Ok(Filled::Entry { entry, status, cacheable, purged_at }) => {
+                        let epoch = purged_at.unwrap_or(started);
+                        let stored = cacheable && app.cache.insert(Arc::clone(&entry), epoch);
                         permit.release(LockStatus::Done(Arc::clone(&entry)));
                         let status = if stored { status } else { CacheStatus::Bypass };
                         Ok(Served::Entry(entry, status))
@@ -139,7 +142,12 @@ async fn fill(
             };
             let ttl = app.ttl.for_object(&req.path, &meta, now);
             let entry = Arc::new(stale.refreshed(ttl.unwrap_or_default()));
-            return Ok(Filled::Entry { entry, status: CacheStatus::RefreshHit, cacheable: ttl.is_some() });
+            return Ok(Filled::Entry {
+                entry,
+                status: CacheStatus::RefreshHit,
+                cacheable: ttl.is_some(),
+                purged_at: None,
+            });
         }
         Ok(Fetched::Object(object)) => object,
         Err(OriginError::NotFound) => {
@@ -157,6 +165,7 @@ async fn fill(
                     )),
                     status: CacheStatus::Miss,
                     cacheable: true,
+                    purged_at: None,
                 }),
                 None => Err(OriginError::NotFound.into()),
             };
@@ -164,11 +173,13 @@ async fn fill(
         Err(e) => return Err(e.into()),
     };
     let mut status = CacheStatus::Miss;
+    let mut purged_at = None;
     if let Some(stale) = stale {
         status = CacheStatus::RefreshMiss;
         if stale.origin_etag != object.meta.etag {
             // The original changed: every rendition of it is outdated.
             app.cache.remove_variants(&key.host, &key.path);
+            purged_at = Some(app.cache.epoch());
         }
     }
     let meta = object.meta;
@@ -223,7 +234,7 @@ async fn fill(
             )
         }
     };
-    Ok(Filled::Entry { entry: Arc::new(entry), status, cacheable: ttl.is_some() })
+    Ok(Filled::Entry { entry: Arc::new(entry), status, cacheable: ttl.is_some(), purged_at })
 }
 
 /// ETag of processed bytes: a stable content hash.

@@ -132,9 +132,10 @@ fn main() -> anyhow::Result<()> {
         let admin = tokio::net::TcpListener::bind(config.admin_listen)
             .await
             .with_context(|| format!("binding --admin-listen {}", config.admin_listen))?;
+        // Log the bound addresses (port 0 picks one), so scripts and tests can find them.
         tracing::info!(
-            listen = %config.listen,
-            admin = %config.admin_listen,
+            listen = %public.local_addr()?,
+            admin = %admin.local_addr()?,
             origin = %origin.describe(),
             "imgedge serving"
         );

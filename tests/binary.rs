@@ -1,0 +1,155 @@
+//! Issue 2: the `imgedge` binary itself: flags, config errors, the access log and
+//! graceful shutdown on SIGTERM.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn imgedge() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_imgedge"));
+    c.current_dir(env!("CARGO_MANIFEST_DIR"));
+    c
+}
+
+/// Starts the binary on port 0 and reads the bound addresses from its log.
+fn spawn(args: &[&str], envs: &[(&str, &str)]) -> (Child, String, String, std::sync::mpsc::Receiver<String>) {
+    let mut child = imgedge()
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .args(args)
+        .envs(envs.iter().copied())
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("server started");
+        if line.contains("imgedge serving") {
+            let field = |name: &str| {
+                let start = line.find(&format!("{name}=")).unwrap() + name.len() + 1;
+                line[start..].split_whitespace().next().unwrap().to_owned()
+            };
+            return (child, field("listen"), field("admin"), rx);
+        }
+    }
+}
+
+fn http(addr: &str, request: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+fn sigterm(child: &Child) {
+    let ok = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(ok.success());
+}
+
+#[test]
+fn help_documents_every_flag() {
+    let out = imgedge().arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for flag in ["--listen", "--admin-listen", "--origin", "--cache-size", "--purge-token", "--config", "--ttl-rule", "--max-cacheable-size"] {
+        assert!(text.contains(flag), "--help lacks {flag}");
+    }
+}
+
+#[test]
+fn bad_flags_and_config_keys_fail_naming_them() {
+    let out = imgedge().arg("--cache-sise").arg("1").output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--cache-sise"));
+
+    let out = imgedge().args(["--cache-size", "12XB"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("12XB"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("imgedge.toml");
+    std::fs::write(&cfg, "listen = \"127.0.0.1:0\"\n[cache]\nszie = \"1MiB\"\n").unwrap();
+    let out = imgedge().arg("--config").arg(&cfg).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("szie"), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let out = imgedge().args(["--origin", "/definitely/not/here"]).output().unwrap();
+    assert!(!out.status.success());
+}
+
+#[test]
+fn config_file_is_read_and_flags_win() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("imgedge.toml");
+    std::fs::write(&cfg, "origin = \"/definitely/not/here\"\n[cache]\nsize = \"64MiB\"\n").unwrap();
+    // The file's origin is bad, the flag's is good: the flag wins and it starts.
+    let (mut child, addr, _admin, _rx) = spawn(&["--config", cfg.to_str().unwrap(), "--origin", "fixtures"], &[]);
+    let resp = http(&addr, "GET /hello.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    sigterm(&child);
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn access_log_has_one_line_per_request_and_no_secrets() {
+    let token = "tok-7f3a9c-very-secret";
+    let (mut child, addr, admin, rx) = spawn(&[], &[("IMGEDGE_PURGE_TOKEN", token)]);
+    let resp = http(&addr, "GET /hello.txt?auth_key=1700000000-0-0-deadbeefsig HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert!(resp.starts_with("HTTP/1.1 200"));
+    let body = r#"{"paths":["/hello.txt"]}"#;
+    let purge = format!(
+        "POST /purge HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    assert!(http(&admin, &purge).starts_with("HTTP/1.1 200"));
+    sigterm(&child);
+    assert!(child.wait().unwrap().success());
+    let lines: Vec<String> = rx.try_iter().collect();
+    let access: Vec<&String> = lines.iter().filter(|l| l.contains("imgedge::access")).collect();
+    assert_eq!(access.len(), 2, "{lines:#?}");
+    let get = access[0];
+    for part in ["method=GET", "path=/hello.txt", "status=200", "cache=MISS TCP_MISS", "bytes=", "ms="] {
+        assert!(get.contains(part), "{part} missing in {get}");
+    }
+    for line in &lines {
+        assert!(!line.contains(token), "token logged: {line}");
+        assert!(!line.contains("deadbeefsig"), "signature logged: {line}");
+    }
+}
+
+#[test]
+fn sigterm_finishes_in_flight_requests_then_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let size: u64 = 64 << 20;
+    std::fs::File::create(dir.path().join("big.bin")).unwrap().set_len(size).unwrap();
+    let (mut child, addr, _admin, _rx) = spawn(
+        &["--origin", dir.path().to_str().unwrap(), "--max-cacheable-size", "1MiB"],
+        &[],
+    );
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").unwrap();
+    let mut first = [0u8; 4096];
+    let n = s.read(&mut first).unwrap();
+    assert!(String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"));
+    sigterm(&child);
+    std::thread::sleep(Duration::from_millis(200));
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).unwrap();
+    let header_end = first[..n].windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert_eq!((n - header_end + rest.len()) as u64, size, "in-flight body completed");
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}

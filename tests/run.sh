@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh machine: installs what the tests need
+# (system packages for the codecs, a Python venv with the reference tools),
+# then runs every test. Idempotent: reruns skip what is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v cmake >/dev/null || need_apt+=(cmake)
+command -v nasm >/dev/null || need_apt+=(nasm)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need_apt[@]}"
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+if [ -f tests/requirements.txt ]; then
+  .venv/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt
+fi
+
+cargo test --release --all-targets "$@"
