@@ -29,6 +29,8 @@ pub struct Config {
     pub workers: WorkersConfig,
     /// Named processing styles: name → `image/...` chain.
     pub styles: Styles,
+    /// Sites (Host names) with their access rules; empty = every host, no rules.
+    pub sites: Vec<crate::access::SiteConfig>,
     /// Whole-request deadline in milliseconds.
     pub request_timeout_ms: u64,
     /// How long shutdown waits for in-flight requests, in milliseconds.
@@ -46,6 +48,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             workers: WorkersConfig::default(),
             styles: Styles::default(),
+            sites: Vec::new(),
             request_timeout_ms: 30_000,
             shutdown_grace_ms: 10_000,
         }
@@ -256,6 +259,7 @@ impl Config {
         if self.request_timeout_ms == 0 {
             return Err("request_timeout_ms must be greater than 0".into());
         }
+        crate::access::Access::new(&self.sites)?;
         if let Some(t) = &self.purge_token {
             if t.is_empty() {
                 return Err("purge_token must not be empty".into());

@@ -35,6 +35,9 @@ pub enum Error {
     /// Access refused by a rule (URL auth, referer, IP).
     #[error("access denied: {0}")]
     AccessDenied(String),
+    /// A URL signature check failed; the text is the CDN's `X-Tengine-Error`.
+    #[error("{0}")]
+    UrlAuth(&'static str),
     /// Unknown admin route.
     #[error("not found")]
     NotFound,
@@ -79,7 +82,7 @@ impl Error {
             Error::InvalidRange { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Error::Unauthorized => StatusCode::UNAUTHORIZED,
-            Error::AccessDenied(_) => StatusCode::FORBIDDEN,
+            Error::AccessDenied(_) | Error::UrlAuth(_) => StatusCode::FORBIDDEN,
             Error::NotFound => StatusCode::NOT_FOUND,
             Error::Process(e) => {
                 StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST)
@@ -111,7 +114,7 @@ impl Error {
             Error::InvalidRange { .. } => "InvalidRange",
             Error::MethodNotAllowed => "MethodNotAllowed",
             Error::Unauthorized => "Unauthorized",
-            Error::AccessDenied(_) => "AccessDenied",
+            Error::AccessDenied(_) | Error::UrlAuth(_) => "AccessDenied",
             Error::NotFound => "NotFound",
             Error::Process(e) => e.code(),
             Error::Origin(e) => match e {
@@ -141,6 +144,7 @@ impl Error {
             Error::MethodNotAllowed => "The specified method is not allowed.".into(),
             Error::Unauthorized => "A valid bearer token is required.".into(),
             Error::AccessDenied(m) => m.clone(),
+            Error::UrlAuth(_) => "The URL signature is missing, expired or invalid.".into(),
             Error::NotFound => "No such endpoint.".into(),
             Error::Process(e) => e.message(),
             Error::Origin(e) => match e {

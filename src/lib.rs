@@ -9,6 +9,7 @@
 //! every step are one [`error::Error`], turned into a status and an OSS XML body
 //! in one place. The admin listener serves [`purge`], prefetch and health.
 
+pub mod access;
 pub mod cache;
 pub mod config;
 pub mod error;
@@ -52,6 +53,8 @@ pub struct App {
     pub limits: Limits,
     /// Counters.
     pub stats: Stats,
+    /// Site selection and access rules.
+    pub access: access::Access,
     default_host: OnceLock<String>,
     request_seq: AtomicU64,
     request_seed: u64,
@@ -69,7 +72,10 @@ impl App {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64)
             ^ u64::from(std::process::id());
+        // validate() already compiled the sites once, so this cannot fail here.
+        let access = access::Access::new(&config.sites).unwrap_or_default();
         App {
+            access,
             config,
             origin,
             cache,

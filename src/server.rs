@@ -7,6 +7,7 @@
 //! responses, via `error.rs`) → access log. Accept errors are logged and retried
 //! after a pause, never fatal.
 
+use crate::access::RequestParts;
 use crate::error::Error;
 use crate::handler::{self, full_body, ResponseBody};
 use crate::request::ObjectRequest;
@@ -21,6 +22,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
@@ -58,18 +60,19 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let stream = match accepted {
-            Ok((stream, _peer)) => stream,
+            Ok(accepted) => accepted,
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed; retrying");
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
             }
         };
+        let (stream, peer) = stream;
         let _ = stream.set_nodelay(true);
         let app = Arc::clone(&app);
         let service = service_fn(move |req| {
             let app = Arc::clone(&app);
-            async move { Ok::<_, Infallible>(handle(app, which, req).await) }
+            async move { Ok::<_, Infallible>(handle(app, which, peer, req).await) }
         });
         let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
         let conn = graceful.watch(conn);
@@ -88,7 +91,7 @@ pub async fn serve(
     Ok(())
 }
 
-async fn handle(app: Arc<App>, which: Listener, req: Request<Incoming>) -> Response<ResponseBody> {
+async fn handle(app: Arc<App>, which: Listener, peer: SocketAddr, req: Request<Incoming>) -> Response<ResponseBody> {
     let started = Instant::now();
     let request_id = app.next_request_id();
     let method = req.method().clone();
@@ -101,7 +104,7 @@ async fn handle(app: Arc<App>, which: Listener, req: Request<Incoming>) -> Respo
         .to_owned();
     let result = tokio::time::timeout(app.config.request_timeout(), async {
         match which {
-            Listener::Public => public(&app, req, started).await,
+            Listener::Public => public(&app, req, peer, started).await,
             Listener::Admin => admin(&app, req).await,
         }
     })
@@ -142,9 +145,37 @@ async fn handle(app: Arc<App>, which: Listener, req: Request<Incoming>) -> Respo
     response
 }
 
-async fn public(app: &Arc<App>, req: Request<Incoming>, started: Instant) -> Result<Response<ResponseBody>, Error> {
+async fn public(
+    app: &Arc<App>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    started: Instant,
+) -> Result<Response<ResponseBody>, Error> {
     let (parts, _body) = req.into_parts();
-    let object = ObjectRequest::parse(&parts.method, &parts.uri, &parts.headers, &app.config.styles, &app.limits)?;
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| parts.uri.authority().map(|a| a.as_str()))
+        .unwrap_or("");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let admitted = app.access.admit(RequestParts {
+        host,
+        path: parts.uri.path(),
+        query: parts.uri.query(),
+        headers: &parts.headers,
+        peer: peer.ip(),
+        now,
+    })?;
+    let uri: http::Uri = match &admitted.query {
+        Some(q) => format!("{}?{q}", admitted.path),
+        None => admitted.path,
+    }
+    .parse()
+    .map_err(|_| Error::InvalidArgument("malformed request URI".into()))?;
+    let object = ObjectRequest::parse(&parts.method, &uri, &parts.headers, &app.config.styles, &app.limits)?;
     let served = handler::serve_object(app, &object).await?;
     handler::respond(app, &object, served, started)
 }
@@ -260,6 +291,7 @@ fn error_response(err: &Error, request_id: &str, host: &str, path: &str, head: b
         Error::Overloaded => builder = builder.header(header::RETRY_AFTER, "1"),
         Error::InvalidRange { len } => builder = builder.header(header::CONTENT_RANGE, format!("bytes */{len}")),
         Error::Unauthorized => builder = builder.header(header::WWW_AUTHENTICATE, "Bearer"),
+        Error::UrlAuth(why) => builder = builder.header("X-Tengine-Error", *why),
         _ => {}
     }
     if let Some(ec) = err.ec() {
