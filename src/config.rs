@@ -259,6 +259,12 @@ impl Config {
         if self.request_timeout_ms == 0 {
             return Err("request_timeout_ms must be greater than 0".into());
         }
+        if !self.admin_listen.ip().is_loopback() && self.purge_token.is_none() {
+            return Err(format!(
+                "admin_listen {} is not a loopback address: set purge_token (or IMGEDGE_PURGE_TOKEN) so purge and prefetch need it",
+                self.admin_listen
+            ));
+        }
         crate::access::Access::new(&self.sites)?;
         if let Some(t) = &self.purge_token {
             if t.is_empty() {
@@ -337,6 +343,15 @@ mod tests {
         assert_eq!(c.cache.size, 64 << 20);
         assert_eq!(c.cache.ttl_rules[0].weight, 90);
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn public_admin_listener_needs_a_token() {
+        let mut c = Config { admin_listen: "0.0.0.0:8081".parse().unwrap(), ..Config::default() };
+        assert!(c.validate().unwrap_err().contains("purge_token"));
+        c.purge_token = Some("t".into());
+        assert!(c.validate().is_ok());
+        assert!(Config::default().validate().is_ok());
     }
 
     #[test]

@@ -88,6 +88,11 @@ fn bad_flags_and_config_keys_fail_naming_them() {
 
     let out = imgedge().args(["--origin", "/definitely/not/here"]).output().unwrap();
     assert!(!out.status.success());
+
+    // Issue 7: an admin listener off loopback without a token refuses to start.
+    let out = imgedge().args(["--admin-listen", "0.0.0.0:0"]).env_remove("IMGEDGE_PURGE_TOKEN").output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("purge_token"));
 }
 
 #[test]
