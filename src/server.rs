@@ -131,6 +131,7 @@ async fn handle(app: Arc<App>, which: Listener, peer: SocketAddr, req: Request<I
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-")
         .to_owned();
+    app.stats.record_request(response.status().as_u16(), &cache, bytes.parse().unwrap_or(0));
     // The query is left out of the log on purpose: it may carry signatures and tokens.
     tracing::info!(
         target: "imgedge::access",
@@ -186,6 +187,10 @@ async fn admin(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Respon
         (&Method::GET, "/healthz") | (&Method::HEAD, "/healthz") => {
             json_response(StatusCode::OK, serde_json::json!({"status": "ok"}))
         }
+        (&Method::GET, "/metrics") => Response::builder()
+            .header(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")
+            .body(full_body(app.stats.render(app)))
+            .map_err(|e| Error::Internal(format!("response build: {e}"))),
         (&Method::POST, "/purge") => {
             purge::authorize(app, req.headers())?;
             let (content_type, query, body) = read_admin_body(req).await?;
@@ -216,7 +221,7 @@ async fn admin(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Respon
                 serde_json::json!({"RequestId": app.next_request_id(), "PushTaskId": task_id, "task_id": task_id, "results": results}),
             )
         }
-        (_, "/healthz" | "/purge" | "/prefetch") => Err(Error::MethodNotAllowed),
+        (_, "/healthz" | "/purge" | "/prefetch" | "/metrics") => Err(Error::MethodNotAllowed),
         _ => Err(Error::NotFound),
     }
 }

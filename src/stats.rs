@@ -1,33 +1,143 @@
-//! Counters the server keeps about itself (read by tests and the metrics endpoint).
+//! What the server counts about itself: cheap atomics on the hot path, rendered as
+//! Prometheus text on the admin listener's `/metrics`.
+//!
+//! Counters that other parts already keep (cache size and evictions, worker queue)
+//! are read at scrape time instead of being mirrored on every request.
 
 use crate::origin::BodyStream;
 use futures_util::StreamExt;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Process-wide counters. Cheap atomics; never locked.
-#[derive(Debug, Default)]
+/// Labels of the request counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    status: u16,
+    cache: &'static str,
+}
+
+/// Labels of the processing-stage histogram.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StageLabels {
+    stage: &'static str,
+}
+
+/// Process-wide counters and histograms.
 pub struct Stats {
-    origin_fetches: AtomicU64,
-    origin_errors: AtomicU64,
-    origin_micros: AtomicU64,
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    bytes_served: Counter,
+    hits: Counter,
+    lookups: Counter,
+    origin_fetches: Counter,
+    origin_errors: Counter,
+    origin_latency: Histogram,
+    stage_seconds: Family<StageLabels, Histogram, fn() -> Histogram>,
+    cache_entries: Gauge,
+    cache_bytes: Gauge,
+    cache_evictions: Counter,
+    queue_depth: Gauge,
+    queue_rejections: Counter,
     streamed_bytes: Arc<AtomicU64>,
 }
 
+impl std::fmt::Debug for Stats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stats").field("origin_fetches", &self.origin_fetches.get()).finish()
+    }
+}
+
+fn latency_histogram() -> Histogram {
+    // 0.5 ms .. ~16 s
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("imgedge");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register("requests", "Requests answered, by status and cache status", requests.clone());
+        let bytes_served = Counter::default();
+        registry.register("served_bytes", "Body bytes sent to clients", bytes_served.clone());
+        let hits = Counter::default();
+        registry.register("cache_hits", "Object requests answered from cache", hits.clone());
+        let lookups = Counter::default();
+        registry.register("cache_lookups", "Object requests that consulted the cache", lookups.clone());
+        let origin_fetches = Counter::default();
+        registry.register("origin_requests", "Requests sent to the origin", origin_fetches.clone());
+        let origin_errors = Counter::default();
+        registry.register("origin_errors", "Origin requests that failed", origin_errors.clone());
+        let origin_latency = latency_histogram();
+        registry.register("origin_latency_seconds", "Origin request latency", origin_latency.clone());
+        let stage_seconds = Family::<StageLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+        registry.register("process_stage_seconds", "Image processing time per stage (decode, ops, encode)", stage_seconds.clone());
+        let cache_entries = Gauge::default();
+        registry.register("cache_entries", "Entries in the response cache", cache_entries.clone());
+        let cache_bytes = Gauge::default();
+        registry.register("cache_size_bytes", "Bytes held by the response cache", cache_bytes.clone());
+        let cache_evictions = Counter::default();
+        registry.register("cache_evictions", "Entries evicted for size", cache_evictions.clone());
+        let queue_depth = Gauge::default();
+        registry.register("worker_queue_depth", "Image jobs waiting for a worker", queue_depth.clone());
+        let queue_rejections = Counter::default();
+        registry.register("worker_rejections", "Image jobs refused with 503 because the queue was full", queue_rejections.clone());
+        Stats {
+            registry,
+            requests,
+            bytes_served,
+            hits,
+            lookups,
+            origin_fetches,
+            origin_errors,
+            origin_latency,
+            stage_seconds,
+            cache_entries,
+            cache_bytes,
+            cache_evictions,
+            queue_depth,
+            queue_rejections,
+            streamed_bytes: Arc::default(),
+        }
+    }
+}
+
 impl Stats {
+    /// Counts one answered request; `cache` is the `X-Cache` value or `-`.
+    pub fn record_request(&self, status: u16, cache: &str, bytes: u64) {
+        let label = cache_label(cache);
+        self.requests.get_or_create(&RequestLabels { status, cache: label }).inc();
+        self.bytes_served.inc_by(bytes);
+        if label != "none" {
+            self.lookups.inc();
+            if cache.starts_with("HIT") {
+                self.hits.inc();
+            }
+        }
+    }
+
     /// Counts one origin request.
     pub fn origin_fetch(&self) {
-        self.origin_fetches.fetch_add(1, Ordering::Relaxed);
+        self.origin_fetches.inc();
     }
 
     /// Records an origin request's latency and outcome.
     pub fn origin_latency(&self, took: Duration, failed: bool) {
-        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
-        self.origin_micros.fetch_add(micros, Ordering::Relaxed);
+        self.origin_latency.observe(took.as_secs_f64());
         if failed {
-            self.origin_errors.fetch_add(1, Ordering::Relaxed);
+            self.origin_errors.inc();
         }
+    }
+
+    /// Records one processing stage's time.
+    pub fn stage(&self, stage: &'static str, took: Duration) {
+        self.stage_seconds.get_or_create(&StageLabels { stage }).observe(took.as_secs_f64());
     }
 
     /// Wraps a pass-through stream so the bytes it forwards are counted.
@@ -44,16 +154,56 @@ impl Stats {
 
     /// Origin requests so far.
     pub fn origin_fetches(&self) -> u64 {
-        self.origin_fetches.load(Ordering::Relaxed)
+        self.origin_fetches.get()
     }
 
     /// Failed origin requests so far.
     pub fn origin_errors(&self) -> u64 {
-        self.origin_errors.load(Ordering::Relaxed)
+        self.origin_errors.get()
     }
 
     /// Bytes read from the origin for streamed (uncached) objects so far.
     pub fn streamed_bytes(&self) -> u64 {
         self.streamed_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Prometheus text exposition, with cache and queue figures read now.
+    pub fn render(&self, app: &crate::App) -> String {
+        self.cache_entries.set(i64::try_from(app.cache.entry_count()).unwrap_or(i64::MAX));
+        self.cache_bytes.set(i64::try_from(app.cache.weighted_size()).unwrap_or(i64::MAX));
+        catch_up(&self.cache_evictions, app.cache.evictions());
+        self.queue_depth.set(i64::try_from(app.workers.queue_depth()).unwrap_or(i64::MAX));
+        catch_up(&self.queue_rejections, app.workers.rejected());
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            return String::new();
+        }
+        // The hit ratio as a ready-made gauge for dashboards without PromQL.
+        let lookups = self.lookups.get();
+        let ratio = if lookups == 0 { 0.0 } else { self.hits.get() as f64 / lookups as f64 };
+        let body = out.trim_end_matches("# EOF\n");
+        format!(
+            "{body}# HELP imgedge_cache_hit_ratio Share of cache lookups answered from cache since start.\n# TYPE imgedge_cache_hit_ratio gauge\nimgedge_cache_hit_ratio {ratio}\n# EOF\n"
+        )
+    }
+}
+
+/// Advances a counter to a total kept elsewhere.
+fn catch_up(counter: &Counter, total: u64) {
+    let now = counter.get();
+    if total > now {
+        counter.inc_by(total - now);
+    }
+}
+
+fn cache_label(x_cache: &str) -> &'static str {
+    match x_cache {
+        "HIT TCP_MEM_HIT" => "hit",
+        "HIT TCP_COALESCED_HIT" => "coalesced_hit",
+        "HIT TCP_REFRESH_HIT" => "refresh_hit",
+        "MISS TCP_REFRESH_MISS" => "refresh_miss",
+        "MISS TCP_MISS" => "miss",
+        "MISS TCP_MISS_NOCACHE" => "bypass",
+        _ => "none",
     }
 }

@@ -5,4 +5,5 @@
 mod access;
 mod binary;
 mod common;
+mod metrics;
 mod proxy;

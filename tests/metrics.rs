@@ -1,0 +1,48 @@
+//! Issue 8 (item 1): Prometheus metrics on the admin listener move with traffic.
+
+use crate::common::server::start;
+use http::{Method, StatusCode};
+
+fn value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn counters_move_with_requests() {
+    let s = start().await;
+    let scrape = || async { s.send(Method::GET, &s.admin_url("/metrics"), &[], bytes::Bytes::new()).await };
+    let before = scrape().await;
+    assert_eq!(before.status, StatusCode::OK);
+    let text = before.text();
+    for name in [
+        "imgedge_origin_latency_seconds",
+        "imgedge_cache_entries",
+        "imgedge_cache_size_bytes",
+        "imgedge_cache_evictions_total",
+        "imgedge_worker_queue_depth",
+        "imgedge_worker_rejections_total",
+        "imgedge_cache_hit_ratio",
+    ] {
+        assert!(text.contains(name), "{name} missing:\n{text}");
+    }
+    assert_eq!(value(&text, "imgedge_origin_requests_total"), 0.0);
+
+    s.get("/hello.txt").await;
+    s.get("/hello.txt").await;
+    s.get("/missing.txt").await;
+
+    let text = scrape().await.text();
+    assert_eq!(value(&text, "imgedge_origin_requests_total"), 2.0, "{text}");
+    assert_eq!(value(&text, "imgedge_requests_total{status=\"200\",cache=\"miss\"}"), 1.0, "{text}");
+    assert_eq!(value(&text, "imgedge_requests_total{status=\"200\",cache=\"hit\"}"), 1.0, "{text}");
+    assert_eq!(value(&text, "imgedge_requests_total{status=\"404\",cache=\"none\"}"), 1.0, "{text}");
+    assert_eq!(value(&text, "imgedge_cache_entries"), 1.0);
+    assert!(value(&text, "imgedge_served_bytes_total") >= 38.0);
+    assert!((value(&text, "imgedge_cache_hit_ratio") - 0.5).abs() < 1e-9, "{text}");
+    assert_eq!(value(&text, "imgedge_origin_latency_seconds_count"), 2.0);
+    assert_eq!(value(&text, "imgedge_origin_errors_total"), 1.0);
+}
