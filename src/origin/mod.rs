@@ -10,6 +10,7 @@
 //! through to the client without being buffered.
 
 pub mod fs;
+pub mod sign;
 
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
