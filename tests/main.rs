@@ -1,0 +1,4 @@
+//! The one integration-test binary: each module covers one area.
+
+mod common;
+mod origins;
