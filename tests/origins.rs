@@ -287,3 +287,56 @@ async fn connection_refused_is_upstream_after_retries() {
     let err = o.fetch(&get("a.jpg")).await.unwrap_err();
     assert!(matches!(err, OriginError::Upstream(_) | OriginError::Timeout), "{err:?}");
 }
+
+// --- S3-compatible origin against a real S3 implementation (moto) ---
+
+#[tokio::test]
+async fn s3_origin_against_moto_with_sigv4() {
+    let Some(moto) = crate::common::moto::Moto::start().await else { return };
+    let (status, body) = moto.put("media", None, b"", "").await;
+    assert_eq!(status, 200, "CreateBucket: {body}");
+    let jpeg = b"\xff\xd8\xffmoto-bytes".to_vec();
+    let big: Vec<u8> = (0..50_000u32).map(|i| (i % 253) as u8).collect();
+    for (key, bytes) in [("photos/cat.jpg", &jpeg), ("photos/my photo 1.jpg", &jpeg), ("big.bin", &big)] {
+        let (status, body) = moto.put("media", Some(key), bytes, "image/jpeg").await;
+        assert_eq!(status, 200, "PutObject {key}: {body}");
+    }
+    let spec = format!("s3://media?endpoint=http://{}&region=us-east-1", moto.host);
+    let creds = OriginCredentials { oss: None, aws: Some(moto.creds.clone()) };
+    let o = Origin::from_spec_with(&spec, &creds, &fast_config()).unwrap();
+    assert!(o.describe().contains("path"), "{}", o.describe());
+
+    let (meta, body) = full_body(o.fetch(&get("photos/cat.jpg")).await.unwrap());
+    assert_eq!(body.to_vec(), jpeg);
+    assert_eq!(meta.content_type.as_deref(), Some("image/jpeg"));
+    // moto 5.2.1's signature check rejects botocore's own requests for keys with
+    // `+ ( ) * ! '` or non-ASCII (checked with boto3); those encodings are covered by
+    // the botocore vectors in sign.rs, so only a space is exercised here.
+    let (_, body) = full_body(o.fetch(&get("photos/my photo 1.jpg")).await.unwrap());
+    assert_eq!(body.to_vec(), jpeg);
+
+    // Revalidation.
+    let etag = meta.etag.unwrap();
+    let req = FetchRequest { if_none_match: Some(&etag), ..get("photos/cat.jpg") };
+    assert!(matches!(o.fetch(&req).await.unwrap(), Fetched::NotModified(_)));
+
+    // Streamed range.
+    let req = FetchRequest { buffer_limit: 1000, range: Some(ByteRange::Suffix(100)), ..get("big.bin") };
+    let Fetched::Object(obj) = o.fetch(&req).await.unwrap() else { panic!("304?") };
+    let Body::Stream { stream, range } = obj.body else { panic!("expected a stream") };
+    assert_eq!(range, (49_900, 50_000));
+    let got: Vec<u8> = stream.map(|c| c.unwrap()).collect::<Vec<_>>().await.concat();
+    assert_eq!(got, &big[49_900..]);
+
+    assert!(matches!(o.fetch(&get("missing.jpg")).await, Err(OriginError::NotFound)));
+
+    // moto verifies signatures: a wrong secret is refused.
+    let wrong = OriginCredentials {
+        oss: None,
+        aws: Some(Credentials::new(moto.creds.access_key_id.clone(), "wrong-secret")),
+    };
+    let o = Origin::from_spec_with(&spec, &wrong, &fast_config()).unwrap();
+    let err = o.fetch(&get("photos/cat.jpg")).await.unwrap_err();
+    assert!(matches!(err, OriginError::AuthFailed), "{err:?}");
+}
+
