@@ -85,6 +85,11 @@ impl std::fmt::Debug for HttpClient {
     }
 }
 
+/// The string a signed request was signed with, carried as a request extension so
+/// a `SignatureDoesNotMatch` can be logged next to the server's StringToSign.
+#[derive(Debug, Clone)]
+pub struct LocalStringToSign(pub String);
+
 /// How one attempt failed, and whether another attempt may help.
 struct AttemptError {
     error: OriginError,
@@ -200,15 +205,21 @@ impl HttpClient {
         F: Fn(&[(String, String)]) -> Result<Request<Empty<Bytes>>, OriginError>,
     {
         let request = build(extra).map_err(AttemptError::fatal)?;
+        let local = request.extensions().get::<LocalStringToSign>().cloned();
         let response = match tokio::time::timeout(self.config.read_timeout, self.client.request(request)).await {
             Err(_) => return Err(AttemptError::transient(OriginError::Timeout)),
             Ok(Err(e)) => return Err(classify_client_error(&e)),
             Ok(Ok(r)) => r,
         };
-        self.answer(req, response).await
+        self.answer(req, response, local).await
     }
 
-    async fn answer(&self, req: &FetchRequest<'_>, response: Response<Incoming>) -> Result<Fetched, AttemptError> {
+    async fn answer(
+        &self,
+        req: &FetchRequest<'_>,
+        response: Response<Incoming>,
+        local: Option<LocalStringToSign>,
+    ) -> Result<Fetched, AttemptError> {
         let status = response.status();
         let (parts, body) = response.into_parts();
         match status {
@@ -218,7 +229,7 @@ impl HttpClient {
             StatusCode::UNAUTHORIZED => Err(AttemptError::fatal(OriginError::AuthFailed)),
             StatusCode::FORBIDDEN => {
                 let text = self.error_text(&parts.headers, body).await;
-                Err(AttemptError::fatal(forbidden(&parts.headers, &text)))
+                Err(AttemptError::fatal(forbidden(&parts.headers, &text, local.as_ref())))
             }
             s if s.is_server_error() => {
                 Err(AttemptError::transient(OriginError::Upstream(describe_status(s, &parts.headers))))
@@ -320,7 +331,7 @@ fn conditional_headers(req: &FetchRequest<'_>) -> Vec<(String, String)> {
 }
 
 /// Maps a 403 to a variant from the XML `<Code>`; logs (never returns) the details.
-fn forbidden(headers: &HeaderMap, body: &str) -> OriginError {
+fn forbidden(headers: &HeaderMap, body: &str, local: Option<&LocalStringToSign>) -> OriginError {
     let code = xml_element(body, "Code").unwrap_or_default();
     let request_id = header_str(headers, "x-oss-request-id").or_else(|| header_str(headers, "x-amz-request-id"));
     let error = match code {
@@ -331,7 +342,13 @@ fn forbidden(headers: &HeaderMap, body: &str) -> OriginError {
     };
     if code == "SignatureDoesNotMatch" {
         // The server's StringToSign is what tells a signer bug from a wrong secret.
-        tracing::warn!(code, request_id, server_string_to_sign = xml_element(body, "StringToSign"), "origin rejected our signature");
+        tracing::warn!(
+            code,
+            request_id,
+            server_string_to_sign = xml_element(body, "StringToSign"),
+            local_string_to_sign = local.map(|l| l.0.as_str()),
+            "origin rejected our signature"
+        );
     } else {
         tracing::warn!(code, request_id, "origin refused the request (403)");
     }
@@ -557,12 +574,12 @@ mod tests {
     fn forbidden_codes_map_to_variants() {
         let h = HeaderMap::new();
         let xml = |c: &str| format!("<Error><Code>{c}</Code></Error>");
-        assert!(matches!(forbidden(&h, &xml("AccessDenied")), OriginError::Denied));
+        assert!(matches!(forbidden(&h, &xml("AccessDenied"), None), OriginError::Denied));
         for c in ["SignatureDoesNotMatch", "InvalidAccessKeyId", "RequestTimeTooSkewed"] {
-            assert!(matches!(forbidden(&h, &xml(c)), OriginError::AuthFailed), "{c}");
+            assert!(matches!(forbidden(&h, &xml(c), None), OriginError::AuthFailed), "{c}");
         }
-        assert!(matches!(forbidden(&h, &xml("InvalidObjectState")), OriginError::ArchivedObject));
-        assert!(matches!(forbidden(&h, ""), OriginError::Denied));
+        assert!(matches!(forbidden(&h, &xml("InvalidObjectState"), None), OriginError::ArchivedObject));
+        assert!(matches!(forbidden(&h, "", None), OriginError::Denied));
     }
 
     #[test]

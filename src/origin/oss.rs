@@ -11,7 +11,7 @@
 //! validators and Host stay unsigned (recommended origin-signing profile). Without
 //! credentials requests go out unsigned (public-read buckets).
 
-use super::http::{header_value, HttpClient};
+use super::http::{header_value, HttpClient, LocalStringToSign};
 use super::sign::{self, Credentials, SignInput};
 use super::{Addressing, Endpoint, FetchRequest, Fetched, OriginError};
 use bytes::Bytes;
@@ -101,6 +101,7 @@ impl OssOrigin {
         let query = sign::strip_signature_params(query);
         let (host, path) = self.target(key);
         let mut headers: Vec<(String, String)> = vec![("x-oss-range-behavior".into(), "standard".into())];
+        let mut local = None;
         headers.extend(extra.iter().cloned());
         if let Some(creds) = &self.credentials {
             let input = SignInput { method, bucket: &self.bucket, key, query: &query, headers: &headers };
@@ -109,11 +110,15 @@ impl OssOrigin {
                 SignatureVersion::V4 => sign::oss_v4_header(&input, creds, &self.region, now, &[]),
             };
             headers.extend(signed.headers);
+            local = Some(LocalStringToSign(signed.string_to_sign));
         }
         let url = format!("{}://{}{}{}", self.endpoint.scheme, host, path, super::encode_query(&query));
         let mut b = Request::builder().method(method).uri(url).header(http::header::HOST, header_value(&host)?);
         for (n, v) in &headers {
             b = b.header(n.as_str(), header_value(v)?);
+        }
+        if let Some(local) = local {
+            b = b.extension(local);
         }
         b.body(Empty::new()).map_err(|e| OriginError::Config(format!("request: {e}")))
     }

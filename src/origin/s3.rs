@@ -8,7 +8,7 @@
 //! S3 requires to be present, so nothing can strip them in between). Without
 //! credentials requests go out unsigned (public buckets).
 
-use super::http::{header_value, HttpClient};
+use super::http::{header_value, HttpClient, LocalStringToSign};
 use super::sign::{self, Credentials, S3Target, SignInput};
 use super::{Addressing, Endpoint, FetchRequest, Fetched, OriginError};
 use bytes::Bytes;
@@ -87,16 +87,21 @@ impl S3Origin {
         let query = sign::strip_signature_params(query);
         let (host, path) = self.target(key);
         let mut headers: Vec<(String, String)> = extra.to_vec();
+        let mut local = None;
         if let Some(creds) = &self.credentials {
             let input = SignInput { method, bucket: &self.bucket, key, query: &query, headers: &headers };
             let target = S3Target { host: &host, path: &path };
             let signed = sign::aws_v4_header(&input, &target, creds, &self.region, now, sign::EMPTY_SHA256);
             headers.extend(signed.headers);
+            local = Some(LocalStringToSign(signed.string_to_sign));
         }
         let url = format!("{}://{}{}{}", self.endpoint.scheme, host, path, super::encode_query(&query));
         let mut b = Request::builder().method(method).uri(url).header(http::header::HOST, header_value(&host)?);
         for (n, v) in &headers {
             b = b.header(n.as_str(), header_value(v)?);
+        }
+        if let Some(local) = local {
+            b = b.extension(local);
         }
         b.body(Empty::new()).map_err(|e| OriginError::Config(format!("request: {e}")))
     }
