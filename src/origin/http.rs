@@ -283,8 +283,7 @@ impl HttpClient {
                 // Known small length, or unknown length (chunked): read it whole under
                 // the hard cap. A chunked body above buffer_limit still goes out as a
                 // stream, from memory, so the caller's "not cacheable" rule holds.
-                let cap = length.unwrap_or(limit);
-                let bytes = read_capped(body, cap, limit, read_timeout).await?;
+                let bytes = read_capped(body, length.unwrap_or(0), limit, read_timeout).await?;
                 if length.is_some_and(|l| l != bytes.len() as u64) {
                     return Err(AttemptError::transient(OriginError::Upstream("body shorter than Content-Length".into())));
                 }
@@ -311,7 +310,7 @@ impl HttpClient {
             }
         }
         let limit = ERROR_BODY_LIMIT as u64;
-        match read_capped(body, limit, limit, self.config.read_timeout).await {
+        match read_capped(body, 0, limit, self.config.read_timeout).await {
             Ok(b) => String::from_utf8_lossy(&b).into_owned(),
             Err(_) => String::new(),
         }
@@ -397,10 +396,10 @@ fn jitter() -> u64 {
     h.finish()
 }
 
-/// Reads a whole body, failing with `TooLarge` above `limit` (and a short body
-/// counted against `cap`, the expected length, to pre-size the buffer).
-async fn read_capped(mut body: Incoming, cap: u64, limit: u64, read_timeout: Duration) -> Result<Bytes, AttemptError> {
-    let prealloc = usize::try_from(cap.min(limit).min(8 * 1024 * 1024)).unwrap_or(0);
+/// Reads a whole body, failing with `TooLarge` above `limit`. `expected` (the
+/// Content-Length, 0 if unknown) pre-sizes the buffer, bounded by the limit.
+async fn read_capped(mut body: Incoming, expected: u64, limit: u64, read_timeout: Duration) -> Result<Bytes, AttemptError> {
+    let prealloc = usize::try_from(expected.min(limit).min(8 * 1024 * 1024)).unwrap_or(0);
     let mut buf: Vec<u8> = Vec::new();
     buf.try_reserve(prealloc)
         .map_err(|_| AttemptError::fatal(OriginError::Upstream("cannot allocate body buffer".into())))?;

@@ -288,11 +288,13 @@ impl std::fmt::Display for Endpoint {
     }
 }
 
-/// Bucket names: 3-63 of `a-z 0-9 -`, not starting or ending with `-` (OSS rules;
-/// also valid for S3). Dots are refused: they break virtual-host TLS names.
-pub(crate) fn check_bucket(bucket: &str) -> Result<(), OriginError> {
+/// Bucket names: 3-63 of `a-z 0-9 -`, not starting or ending with `-` (OSS rules).
+/// S3 also allows dots (`allow_dots`); OSS does not.
+pub(crate) fn check_bucket(bucket: &str, allow_dots: bool) -> Result<(), OriginError> {
     let ok = (3..=63).contains(&bucket.len())
-        && bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || (allow_dots && b == b'.'))
         && !bucket.starts_with('-')
         && !bucket.ends_with('-');
     if ok {
@@ -414,6 +416,9 @@ impl Origin {
     /// # Errors
     /// See [`OriginError`].
     pub async fn fetch(&self, req: &FetchRequest<'_>) -> Result<Fetched, OriginError> {
+        if !matches!(self, Origin::Fs(_)) && !is_plain_key(req.key) {
+            return Err(OriginError::NotFound);
+        }
         match self {
             Origin::Fs(o) => o.fetch(req).await,
             Origin::Http(o) => o.fetch(req).await,
@@ -431,6 +436,18 @@ impl Origin {
             Origin::S3(o) => o.describe(),
         }
     }
+}
+
+/// Keys a network origin may be asked for. request.rs validates keys already; this
+/// is the second line: an empty key would address the bucket itself (a listing), and
+/// `.`/`..` segments could be normalised by an HTTP server to escape the prefix. OSS
+/// keys are 1-1024 bytes and must not start with `/` or `\`.
+fn is_plain_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= 1024
+        && !key.starts_with(['/', '\\'])
+        && !key.contains(['\0', '\r', '\n'])
+        && key.split('/').all(|seg| seg != "." && seg != "..")
 }
 
 /// Decodes `a=b&c=d` (percent-decoding values) for origin specs.
@@ -552,6 +569,26 @@ mod tests {
         assert!(o.describe().contains("virtual"));
         let o = Origin::from_spec("http://127.0.0.1:8080/images/").unwrap();
         assert_eq!(o.describe(), "http http://127.0.0.1:8080/images");
+    }
+
+    #[test]
+    fn network_keys_are_checked() {
+        for bad in ["", "/abs", "\\x", "a/../b", "..", "./a", "a/.", "a\0b", "a\nb", &"k".repeat(1025)] {
+            assert!(!is_plain_key(bad), "{bad:?}");
+        }
+        for good in ["a.jpg", "dir/a b+c.png", "用户/头像.png", "a..b/c", ".hidden"] {
+            assert!(is_plain_key(good), "{good:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn network_origins_refuse_bad_keys_without_a_request() {
+        // Port 9 (discard) on loopback: nothing is sent because the key is refused first.
+        let o = Origin::from_spec("http://127.0.0.1:9/base").unwrap();
+        let req = FetchRequest { key: "../etc/passwd", ..FetchRequest::default() };
+        assert!(matches!(o.fetch(&req).await, Err(OriginError::NotFound)));
+        let req = FetchRequest { key: "", ..FetchRequest::default() };
+        assert!(matches!(o.fetch(&req).await, Err(OriginError::NotFound)));
     }
 
     #[test]

@@ -54,7 +54,7 @@ impl OssOrigin {
         credentials: Option<Credentials>,
         client: HttpClient,
     ) -> Result<Self, OriginError> {
-        super::check_bucket(bucket)?;
+        super::check_bucket(bucket, false)?;
         if region.is_empty() && version == SignatureVersion::V4 {
             return Err(OriginError::Config("OSS V4 signing needs region=".into()));
         }

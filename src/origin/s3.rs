@@ -40,7 +40,7 @@ impl S3Origin {
         credentials: Option<Credentials>,
         client: HttpClient,
     ) -> Result<Self, OriginError> {
-        super::check_bucket(bucket)?;
+        super::check_bucket(bucket, true)?;
         if addressing == Addressing::Cname {
             return Err(OriginError::Config("s3 origins support addressing=virtual or path".into()));
         }
