@@ -162,10 +162,14 @@ fn xml_error(status: StatusCode, code: &str, extra: &str) -> Response<Full<Bytes
     let body = format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error>\n  <Code>{code}</Code>\n  <Message>mock says {code}</Message>\n  <RequestId>MOCKREQUESTID</RequestId>\n  <HostId>mock</HostId>{extra}\n</Error>\n"
     );
+    use base64::Engine as _;
+    // HEAD answers lose the body; OSS repeats the XML, base64, in `x-oss-err`.
+    let err_header = base64::engine::general_purpose::STANDARD.encode(&body);
     Response::builder()
         .status(status)
         .header("content-type", "application/xml")
         .header("x-oss-request-id", "MOCKREQUESTID")
+        .header("x-oss-err", err_header)
         .body(Full::new(Bytes::from(body)))
         .unwrap()
 }
