@@ -166,7 +166,10 @@ impl HttpClient {
         if let Some(etag) = etag {
             extra.push(("if-match".into(), etag));
         }
-        let ranged = FetchRequest { range: Some(ByteRange::From { first: start, last: Some(end - 1) }), ..req.clone() };
+        let ranged = FetchRequest {
+            range: Some(ByteRange::From { first: start, last: Some(end - 1) }),
+            ..req.clone()
+        };
         self.fetch_with_retries(&ranged, &build, &extra).await
     }
 
@@ -206,11 +209,12 @@ impl HttpClient {
     {
         let request = build(extra).map_err(AttemptError::fatal)?;
         let local = request.extensions().get::<LocalStringToSign>().cloned();
-        let response = match tokio::time::timeout(self.config.read_timeout, self.client.request(request)).await {
-            Err(_) => return Err(AttemptError::transient(OriginError::Timeout)),
-            Ok(Err(e)) => return Err(classify_client_error(&e)),
-            Ok(Ok(r)) => r,
-        };
+        let response =
+            match tokio::time::timeout(self.config.read_timeout, self.client.request(request)).await {
+                Err(_) => return Err(AttemptError::transient(OriginError::Timeout)),
+                Ok(Err(e)) => return Err(classify_client_error(&e)),
+                Ok(Ok(r)) => r,
+            };
         self.answer(req, response, local).await
     }
 
@@ -223,7 +227,9 @@ impl HttpClient {
         let status = response.status();
         let (parts, body) = response.into_parts();
         match status {
-            StatusCode::OK | StatusCode::PARTIAL_CONTENT => self.object(req, status, &parts.headers, body).await,
+            StatusCode::OK | StatusCode::PARTIAL_CONTENT => {
+                self.object(req, status, &parts.headers, body).await
+            }
             StatusCode::NOT_MODIFIED => Ok(Fetched::NotModified(parse_meta(&parts.headers))),
             StatusCode::NOT_FOUND | StatusCode::GONE => Err(AttemptError::fatal(OriginError::NotFound)),
             StatusCode::UNAUTHORIZED => Err(AttemptError::fatal(OriginError::AuthFailed)),
@@ -253,7 +259,9 @@ impl HttpClient {
                 .get(header::CONTENT_RANGE)
                 .and_then(|v| v.to_str().ok())
                 .and_then(parse_content_range)
-                .ok_or_else(|| AttemptError::fatal(OriginError::Upstream("206 without a valid Content-Range".into())))?;
+                .ok_or_else(|| {
+                    AttemptError::fatal(OriginError::Upstream("206 without a valid Content-Range".into()))
+                })?;
             meta.content_length = total;
             Some((start, end))
         } else {
@@ -274,7 +282,9 @@ impl HttpClient {
             }
             (Some(len), Some((start, end))) => {
                 if end.saturating_sub(start) != len {
-                    return Err(AttemptError::fatal(OriginError::Upstream("Content-Range disagrees with Content-Length".into())));
+                    return Err(AttemptError::fatal(OriginError::Upstream(
+                        "Content-Range disagrees with Content-Length".into(),
+                    )));
                 }
                 let stream = capped_stream(body, len, read_timeout);
                 Ok(Fetched::Object(Object { meta, body: Body::Stream { stream, range: (start, end) } }))
@@ -285,7 +295,9 @@ impl HttpClient {
                 // stream, from memory, so the caller's "not cacheable" rule holds.
                 let bytes = read_capped(body, length.unwrap_or(0), limit, read_timeout).await?;
                 if length.is_some_and(|l| l != bytes.len() as u64) {
-                    return Err(AttemptError::transient(OriginError::Upstream("body shorter than Content-Length".into())));
+                    return Err(AttemptError::transient(OriginError::Upstream(
+                        "body shorter than Content-Length".into(),
+                    )));
                 }
                 let len = bytes.len() as u64;
                 if range.is_none() {
@@ -294,7 +306,10 @@ impl HttpClient {
                 let (start, end) = range.unwrap_or((0, len));
                 if len > req.buffer_limit || range.is_some() {
                     let stream = futures_util::stream::once(async move { Ok(bytes) }).boxed();
-                    return Ok(Fetched::Object(Object { meta, body: Body::Stream { stream, range: (start, end) } }));
+                    return Ok(Fetched::Object(Object {
+                        meta,
+                        body: Body::Stream { stream, range: (start, end) },
+                    }));
                 }
                 Ok(Fetched::Object(Object { meta, body: Body::Full(bytes) }))
             }
@@ -332,10 +347,16 @@ fn conditional_headers(req: &FetchRequest<'_>) -> Vec<(String, String)> {
 /// Maps a 403 to a variant from the XML `<Code>`; logs (never returns) the details.
 fn forbidden(headers: &HeaderMap, body: &str, local: Option<&LocalStringToSign>) -> OriginError {
     let code = xml_element(body, "Code").unwrap_or_default();
-    let request_id = header_str(headers, "x-oss-request-id").or_else(|| header_str(headers, "x-amz-request-id"));
+    let request_id =
+        header_str(headers, "x-oss-request-id").or_else(|| header_str(headers, "x-amz-request-id"));
     let error = match code {
-        "SignatureDoesNotMatch" | "InvalidAccessKeyId" | "RequestTimeTooSkewed" | "SecurityTokenExpired"
-        | "InvalidSecurityToken" | "InvalidToken" | "ExpiredToken" => OriginError::AuthFailed,
+        "SignatureDoesNotMatch"
+        | "InvalidAccessKeyId"
+        | "RequestTimeTooSkewed"
+        | "SecurityTokenExpired"
+        | "InvalidSecurityToken"
+        | "InvalidToken"
+        | "ExpiredToken" => OriginError::AuthFailed,
         "InvalidObjectState" => OriginError::ArchivedObject,
         _ => OriginError::Denied,
     };
@@ -398,7 +419,12 @@ fn jitter() -> u64 {
 
 /// Reads a whole body, failing with `TooLarge` above `limit`. `expected` (the
 /// Content-Length, 0 if unknown) pre-sizes the buffer, bounded by the limit.
-async fn read_capped(mut body: Incoming, expected: u64, limit: u64, read_timeout: Duration) -> Result<Bytes, AttemptError> {
+async fn read_capped(
+    mut body: Incoming,
+    expected: u64,
+    limit: u64,
+    read_timeout: Duration,
+) -> Result<Bytes, AttemptError> {
     let prealloc = usize::try_from(expected.min(limit).min(8 * 1024 * 1024)).unwrap_or(0);
     let mut buf: Vec<u8> = Vec::new();
     buf.try_reserve(prealloc)
@@ -407,7 +433,9 @@ async fn read_capped(mut body: Incoming, expected: u64, limit: u64, read_timeout
         let frame = match tokio::time::timeout(read_timeout, body.frame()).await {
             Err(_) => return Err(AttemptError::transient(OriginError::Timeout)),
             Ok(None) => break,
-            Ok(Some(Err(e))) => return Err(AttemptError::transient(OriginError::Upstream(format!("reading body: {e}")))),
+            Ok(Some(Err(e))) => {
+                return Err(AttemptError::transient(OriginError::Upstream(format!("reading body: {e}"))))
+            }
             Ok(Some(Ok(f))) => f,
         };
         if let Ok(data) = frame.into_data() {
@@ -432,7 +460,9 @@ fn capped_stream(body: Incoming, len: u64, read_timeout: Duration) -> BodyStream
                 Err(_) => return Some((Err(io_error("origin body timed out")), (body, seen, true))),
                 Ok(None) if seen == len => return None,
                 Ok(None) => return Some((Err(io_error("origin body ended early")), (body, seen, true))),
-                Ok(Some(Err(e))) => return Some((Err(io_error(&format!("origin body: {e}"))), (body, seen, true))),
+                Ok(Some(Err(e))) => {
+                    return Some((Err(io_error(&format!("origin body: {e}"))), (body, seen, true)))
+                }
                 Ok(Some(Ok(f))) => f,
             };
             let Ok(data) = frame.into_data() else { continue };
@@ -483,7 +513,8 @@ fn parse_content_range(v: &str) -> Option<(u64, u64, u64)> {
     let rest = v.trim().strip_prefix("bytes ")?;
     let (span, total) = rest.split_once('/')?;
     let (first, last) = span.split_once('-')?;
-    let (first, last, total): (u64, u64, u64) = (first.parse().ok()?, last.parse().ok()?, total.parse().ok()?);
+    let (first, last, total): (u64, u64, u64) =
+        (first.parse().ok()?, last.parse().ok()?, total.parse().ok()?);
     (first <= last && last < total).then_some((first, last + 1, total))
 }
 
@@ -516,15 +547,20 @@ impl HttpOrigin {
     /// # Errors
     /// `OriginError::Config` for anything else (user info, query, bad host).
     pub fn new(spec: &str, client: HttpClient) -> Result<Self, OriginError> {
-        let uri: http::Uri = spec.parse().map_err(|e| OriginError::Config(format!("origin URL {spec:?}: {e}")))?;
+        let uri: http::Uri =
+            spec.parse().map_err(|e| OriginError::Config(format!("origin URL {spec:?}: {e}")))?;
         let scheme = match uri.scheme_str() {
             Some(s @ ("http" | "https")) => s.to_owned(),
-            _ => return Err(OriginError::Config(format!("origin URL {spec:?}: scheme must be http or https"))),
+            _ => {
+                return Err(OriginError::Config(format!("origin URL {spec:?}: scheme must be http or https")))
+            }
         };
         let authority = uri
             .authority()
             .filter(|a| !a.as_str().contains('@') && !a.host().is_empty())
-            .ok_or_else(|| OriginError::Config(format!("origin URL {spec:?}: needs a host and no user info")))?
+            .ok_or_else(|| {
+                OriginError::Config(format!("origin URL {spec:?}: needs a host and no user info"))
+            })?
             .as_str()
             .to_owned();
         if uri.query().is_some() {
@@ -564,7 +600,8 @@ mod tests {
 
     #[test]
     fn xml_code_is_found() {
-        let body = "<?xml version=\"1.0\"?><Error><Code>SignatureDoesNotMatch</Code><Message>x</Message></Error>";
+        let body =
+            "<?xml version=\"1.0\"?><Error><Code>SignatureDoesNotMatch</Code><Message>x</Message></Error>";
         assert_eq!(xml_element(body, "Code"), Some("SignatureDoesNotMatch"));
         assert_eq!(xml_element(body, "Nope"), None);
     }
@@ -591,7 +628,11 @@ mod tests {
 
     #[test]
     fn backoff_is_bounded_and_grows() {
-        let c = OriginConfig { retry_base_delay: Duration::from_millis(100), retry_max_delay: Duration::from_secs(1), ..OriginConfig::default() };
+        let c = OriginConfig {
+            retry_base_delay: Duration::from_millis(100),
+            retry_max_delay: Duration::from_secs(1),
+            ..OriginConfig::default()
+        };
         for attempt in 1..40 {
             let d = backoff(&c, attempt);
             let full = (c.retry_base_delay * (1 << (attempt - 1).min(16))).min(c.retry_max_delay);

@@ -59,7 +59,15 @@ impl OssOrigin {
             return Err(OriginError::Config("OSS V4 signing needs region=".into()));
         }
         let region = region.strip_prefix("oss-").unwrap_or(region).to_owned();
-        Ok(OssOrigin { bucket: bucket.to_owned(), endpoint, region, version, addressing, credentials, client })
+        Ok(OssOrigin {
+            bucket: bucket.to_owned(),
+            endpoint,
+            region,
+            version,
+            addressing,
+            credentials,
+            client,
+        })
     }
 
     /// Credential-free description for logs.
@@ -113,7 +121,8 @@ impl OssOrigin {
             local = Some(LocalStringToSign(signed.string_to_sign));
         }
         let url = format!("{}://{}{}{}", self.endpoint.scheme, host, path, super::encode_query(&query));
-        let mut b = Request::builder().method(method).uri(url).header(http::header::HOST, header_value(&host)?);
+        let mut b =
+            Request::builder().method(method).uri(url).header(http::header::HOST, header_value(&host)?);
         for (n, v) in &headers {
             b = b.header(n.as_str(), header_value(v)?);
         }
@@ -158,7 +167,10 @@ mod tests {
             origin(Addressing::Path, SignatureVersion::V4).target(key),
             ("oss-cn-hangzhou.aliyuncs.com".into(), "/examplebucket/uploads/u1/my%20photo%2B1.jpg".into())
         );
-        assert_eq!(origin(Addressing::Cname, SignatureVersion::V4).target("a").0, "oss-cn-hangzhou.aliyuncs.com");
+        assert_eq!(
+            origin(Addressing::Cname, SignatureVersion::V4).target("a").0,
+            "oss-cn-hangzhou.aliyuncs.com"
+        );
     }
 
     #[tokio::test]
@@ -167,13 +179,17 @@ mod tests {
         // signed resource does not depend on addressing.
         let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_714_979_289);
         for addressing in [Addressing::Virtual, Addressing::Cname, Addressing::Path] {
-            let r = origin(addressing, SignatureVersion::V4).build_request("GET", "photos/cat.jpg", &[], &[], now).unwrap();
+            let r = origin(addressing, SignatureVersion::V4)
+                .build_request("GET", "photos/cat.jpg", &[], &[], now)
+                .unwrap();
             let auth = r.headers()["authorization"].to_str().unwrap();
             assert!(auth.starts_with("OSS4-HMAC-SHA256 Credential=LTAI5tExampleAccessKeyID/20240506/cn-hangzhou/oss/aliyun_v4_request,Signature="), "{auth}");
             assert_eq!(r.headers()["x-oss-range-behavior"], "standard");
             assert_eq!(r.headers()["x-oss-content-sha256"], "UNSIGNED-PAYLOAD");
         }
-        let r = origin(Addressing::Virtual, SignatureVersion::V1).build_request("GET", "photos/cat.jpg", &[], &[], now).unwrap();
+        let r = origin(Addressing::Virtual, SignatureVersion::V1)
+            .build_request("GET", "photos/cat.jpg", &[], &[], now)
+            .unwrap();
         assert!(r.headers()["authorization"].to_str().unwrap().starts_with("OSS LTAI5tExampleAccessKeyID:"));
         assert_eq!(r.uri().to_string(), "https://examplebucket.oss-cn-hangzhou.aliyuncs.com/photos/cat.jpg");
     }

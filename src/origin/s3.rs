@@ -47,7 +47,14 @@ impl S3Origin {
         if region.is_empty() {
             return Err(OriginError::Config("s3 origins need region=".into()));
         }
-        Ok(S3Origin { bucket: bucket.to_owned(), endpoint, region: region.to_owned(), addressing, credentials, client })
+        Ok(S3Origin {
+            bucket: bucket.to_owned(),
+            endpoint,
+            region: region.to_owned(),
+            addressing,
+            credentials,
+            client,
+        })
     }
 
     /// Credential-free description for logs.
@@ -96,7 +103,8 @@ impl S3Origin {
             local = Some(LocalStringToSign(signed.string_to_sign));
         }
         let url = format!("{}://{}{}{}", self.endpoint.scheme, host, path, super::encode_query(&query));
-        let mut b = Request::builder().method(method).uri(url).header(http::header::HOST, header_value(&host)?);
+        let mut b =
+            Request::builder().method(method).uri(url).header(http::header::HOST, header_value(&host)?);
         for (n, v) in &headers {
             b = b.header(n.as_str(), header_value(v)?);
         }

@@ -149,22 +149,95 @@ pub fn strip_signature_params(query: &[(String, String)]) -> Vec<(String, String
 /// Query parameters that OSS V1 signs (the union of `oss2`'s list and the V1 docs,
 /// as in the vector generator). Others (tracking parameters) are not signed.
 const V1_SUBRESOURCES: &[&str] = &[
-    "acl", "uploads", "location", "cors", "logging", "website", "referer", "lifecycle", "delete",
-    "append", "tagging", "objectMeta", "uploadId", "partNumber", "security-token", "position",
-    "img", "style", "styleName", "replication", "replicationProgress", "replicationLocation",
-    "cname", "bucketInfo", "comp", "qos", "live", "status", "vod", "startTime", "endTime",
-    "symlink", "x-oss-process", "response-content-type", "x-oss-traffic-limit",
-    "response-content-language", "response-expires", "response-cache-control",
-    "response-content-disposition", "response-content-encoding", "udf", "udfName", "udfImage",
-    "udfId", "udfImageDesc", "udfApplication", "udfApplicationLog", "restore", "callback",
-    "callback-var", "qosInfo", "policy", "stat", "encryption", "versions", "versioning",
-    "versionId", "requestPayment", "x-oss-request-payer", "sequential", "inventory",
-    "inventoryId", "continuation-token", "asyncFetch", "worm", "wormId", "wormExtend",
-    "withHashContext", "x-oss-enable-md5", "x-oss-enable-sha1", "x-oss-enable-sha256",
-    "x-oss-hash-ctx", "x-oss-md5-ctx", "transferAcceleration", "regionList", "cloudboxes",
-    "x-oss-ac-source-ip", "x-oss-ac-subnet-mask", "x-oss-ac-vpc-id", "x-oss-ac-forward-allow",
-    "metaQuery", "resourceGroup", "rtc", "accessPoint", "accessPointPolicy", "httpsConfig",
-    "publicAccessBlock", "x-oss-async-process", "x-oss-write-get-object-response",
+    "acl",
+    "uploads",
+    "location",
+    "cors",
+    "logging",
+    "website",
+    "referer",
+    "lifecycle",
+    "delete",
+    "append",
+    "tagging",
+    "objectMeta",
+    "uploadId",
+    "partNumber",
+    "security-token",
+    "position",
+    "img",
+    "style",
+    "styleName",
+    "replication",
+    "replicationProgress",
+    "replicationLocation",
+    "cname",
+    "bucketInfo",
+    "comp",
+    "qos",
+    "live",
+    "status",
+    "vod",
+    "startTime",
+    "endTime",
+    "symlink",
+    "x-oss-process",
+    "response-content-type",
+    "x-oss-traffic-limit",
+    "response-content-language",
+    "response-expires",
+    "response-cache-control",
+    "response-content-disposition",
+    "response-content-encoding",
+    "udf",
+    "udfName",
+    "udfImage",
+    "udfId",
+    "udfImageDesc",
+    "udfApplication",
+    "udfApplicationLog",
+    "restore",
+    "callback",
+    "callback-var",
+    "qosInfo",
+    "policy",
+    "stat",
+    "encryption",
+    "versions",
+    "versioning",
+    "versionId",
+    "requestPayment",
+    "x-oss-request-payer",
+    "sequential",
+    "inventory",
+    "inventoryId",
+    "continuation-token",
+    "asyncFetch",
+    "worm",
+    "wormId",
+    "wormExtend",
+    "withHashContext",
+    "x-oss-enable-md5",
+    "x-oss-enable-sha1",
+    "x-oss-enable-sha256",
+    "x-oss-hash-ctx",
+    "x-oss-md5-ctx",
+    "transferAcceleration",
+    "regionList",
+    "cloudboxes",
+    "x-oss-ac-source-ip",
+    "x-oss-ac-subnet-mask",
+    "x-oss-ac-vpc-id",
+    "x-oss-ac-forward-allow",
+    "metaQuery",
+    "resourceGroup",
+    "rtc",
+    "accessPoint",
+    "accessPointPolicy",
+    "httpsConfig",
+    "publicAccessBlock",
+    "x-oss-async-process",
+    "x-oss-write-get-object-response",
 ];
 
 /// Signs a request with OSS V1 in the `Authorization` header.
@@ -185,7 +258,13 @@ pub fn oss_v1_header(input: &SignInput<'_>, creds: &Credentials, now: SystemTime
     let signature = v1_signature(&creds.access_key_secret, &string_to_sign);
     let authorization = format!("OSS {}:{}", creds.access_key_id, signature);
     added.push(("authorization".into(), authorization.clone()));
-    SignedHeaders { headers: added, canonical_request: String::new(), string_to_sign, signature, authorization }
+    SignedHeaders {
+        headers: added,
+        canonical_request: String::new(),
+        string_to_sign,
+        signature,
+        authorization,
+    }
 }
 
 /// Presigns a request with OSS V1: `OSSAccessKeyId`, `Expires` (absolute Unix
@@ -198,10 +277,8 @@ pub fn oss_v1_presign(input: &SignInput<'_>, creds: &Credentials, expires_unix: 
     let expires = expires_unix.to_string();
     let string_to_sign = v1_string_to_sign(input, &lower_pairs(input.headers), &expires, &extra);
     let signature = v1_signature(&creds.access_key_secret, &string_to_sign);
-    let mut query = vec![
-        ("OSSAccessKeyId".to_owned(), creds.access_key_id.clone()),
-        ("Expires".to_owned(), expires),
-    ];
+    let mut query =
+        vec![("OSSAccessKeyId".to_owned(), creds.access_key_id.clone()), ("Expires".to_owned(), expires)];
     query.extend(extra);
     query.push(("Signature".to_owned(), signature.clone()));
     Presigned { query, canonical_request: String::new(), string_to_sign, signature }
@@ -410,8 +487,18 @@ const AWS4_ALGORITHM: &str = "AWS4-HMAC-SHA256";
 /// Headers never signed in SigV4 (botocore's list plus hop-by-hop headers): proxies
 /// and the transport may change them.
 const AWS_UNSIGNED: &[&str] = &[
-    "authorization", "user-agent", "expect", "x-amzn-trace-id", "connection", "keep-alive",
-    "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade", "accept-encoding",
+    "authorization",
+    "user-agent",
+    "expect",
+    "x-amzn-trace-id",
+    "connection",
+    "keep-alive",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "accept-encoding",
     "content-length",
 ];
 
@@ -448,10 +535,8 @@ pub fn aws_v4_header(
     payload_hash: &str,
 ) -> SignedHeaders {
     let datetime = iso_basic(now);
-    let mut added: Vec<(String, String)> = vec![
-        ("x-amz-date".into(), datetime.clone()),
-        ("x-amz-content-sha256".into(), payload_hash.into()),
-    ];
+    let mut added: Vec<(String, String)> =
+        vec![("x-amz-date".into(), datetime.clone()), ("x-amz-content-sha256".into(), payload_hash.into())];
     if let Some(token) = &creds.security_token {
         added.push(("x-amz-security-token".into(), token.clone()));
     }
@@ -860,10 +945,17 @@ mod tests {
     #[test]
     fn vector_counts_add_up_to_45() {
         let v = vectors();
-        let n: usize = ["oss_v1_header", "oss_v1_presign", "oss_v4_header", "oss_v4_presign", "aws_sigv4_header", "aws_sigv4_presign"]
-            .iter()
-            .map(|g| v[g].as_array().unwrap().len())
-            .sum();
+        let n: usize = [
+            "oss_v1_header",
+            "oss_v1_presign",
+            "oss_v4_header",
+            "oss_v4_presign",
+            "aws_sigv4_header",
+            "aws_sigv4_presign",
+        ]
+        .iter()
+        .map(|g| v[g].as_array().unwrap().len())
+        .sum();
         assert_eq!(n, 45);
     }
 
@@ -883,8 +975,17 @@ mod tests {
         .collect();
         let creds = Credentials::new("ak", "sk");
         let now = httpdate::parse_http_date(date).unwrap();
-        for (query, want) in [(vec![], "kSHKmLxlyEAKtZPkJhG9bZb5k7M="), (vec![("acl".to_owned(), String::new())], "/afkugFbmWDQ967j1vr6zygBLQk=")] {
-            let input = SignInput { method: "PUT", bucket: "examplebucket", key: "nelson", query: &query, headers: &headers };
+        for (query, want) in [
+            (vec![], "kSHKmLxlyEAKtZPkJhG9bZb5k7M="),
+            (vec![("acl".to_owned(), String::new())], "/afkugFbmWDQ967j1vr6zygBLQk="),
+        ] {
+            let input = SignInput {
+                method: "PUT",
+                bucket: "examplebucket",
+                key: "nelson",
+                query: &query,
+                headers: &headers,
+            };
             assert_eq!(oss_v1_header(&input, &creds, now).signature, want);
         }
         let q = vec![("versionId".to_owned(), "versionId".to_owned())];
@@ -907,9 +1008,20 @@ mod tests {
     #[test]
     fn signature_params_are_stripped() {
         let q: Vec<(String, String)> = [
-            "OSSAccessKeyId", "Expires", "Signature", "security-token", "x-oss-signature-version",
-            "x-oss-signature", "x-oss-credential", "x-oss-date", "x-oss-expires",
-            "x-oss-additional-headers", "X-Amz-Signature", "X-Amz-Credential", "versionId", "x-oss-process",
+            "OSSAccessKeyId",
+            "Expires",
+            "Signature",
+            "security-token",
+            "x-oss-signature-version",
+            "x-oss-signature",
+            "x-oss-credential",
+            "x-oss-date",
+            "x-oss-expires",
+            "x-oss-additional-headers",
+            "X-Amz-Signature",
+            "X-Amz-Credential",
+            "versionId",
+            "x-oss-process",
         ]
         .iter()
         .map(|k| ((*k).to_owned(), "v".to_owned()))

@@ -230,7 +230,8 @@ fn handle_oss(st: &OssState, req: Request<Incoming>) -> Response<Full<Bytes>> {
         if inm.split(',').any(|t| t.trim() == obj.etag) {
             return base(StatusCode::NOT_MODIFIED).body(Full::new(Bytes::new())).unwrap();
         }
-    } else if let Some(ims) = seen.header("if-modified-since").and_then(|v| httpdate::parse_http_date(v).ok()) {
+    } else if let Some(ims) = seen.header("if-modified-since").and_then(|v| httpdate::parse_http_date(v).ok())
+    {
         if obj.last_modified <= ims {
             return base(StatusCode::NOT_MODIFIED).body(Full::new(Bytes::new())).unwrap();
         }
@@ -284,7 +285,8 @@ fn verify(
         return if st.public { Ok(()) } else { Err(xml_error(StatusCode::FORBIDDEN, "AccessDenied", "")) };
     };
     // Headers as the client set them, minus what the signer adds itself.
-    let signer_added = ["authorization", "date", "x-oss-date", "x-oss-content-sha256", "x-oss-security-token"];
+    let signer_added =
+        ["authorization", "date", "x-oss-date", "x-oss-content-sha256", "x-oss-security-token"];
     let caller: Vec<(String, String)> =
         seen.headers.iter().filter(|(n, _)| !signer_added.contains(&n.as_str())).cloned().collect();
     let input = SignInput { method: &seen.method, bucket: &st.bucket, key, query, headers: &caller };
@@ -296,7 +298,9 @@ fn verify(
     };
     let (expected, provided) = if let Some(rest) = auth.strip_prefix("OSS ") {
         let (id, _) = rest.split_once(':').unwrap_or((rest, ""));
-        let Some(creds) = lookup(id) else { return Err(xml_error(StatusCode::FORBIDDEN, "InvalidAccessKeyId", "")) };
+        let Some(creds) = lookup(id) else {
+            return Err(xml_error(StatusCode::FORBIDDEN, "InvalidAccessKeyId", ""));
+        };
         let Some(date) = seen.header("date").and_then(|d| httpdate::parse_http_date(d).ok()) else {
             return Err(xml_error(StatusCode::FORBIDDEN, "AccessDenied", ""));
         };
@@ -306,13 +310,17 @@ fn verify(
         (sign::oss_v1_header(&input, creds, date), auth)
     } else if let Some(rest) = auth.strip_prefix("OSS4-HMAC-SHA256 ") {
         let field = |name: &str| {
-            rest.split(',').map(str::trim).find_map(|f| f.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
+            rest.split(',')
+                .map(str::trim)
+                .find_map(|f| f.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
         };
         let credential = field("Credential").unwrap_or("");
         let mut parts = credential.split('/');
         let id = parts.next().unwrap_or("");
         let region = parts.nth(1).unwrap_or("");
-        let Some(creds) = lookup(id) else { return Err(xml_error(StatusCode::FORBIDDEN, "InvalidAccessKeyId", "")) };
+        let Some(creds) = lookup(id) else {
+            return Err(xml_error(StatusCode::FORBIDDEN, "InvalidAccessKeyId", ""));
+        };
         if region != st.region {
             return Err(xml_error(StatusCode::FORBIDDEN, "SignatureDoesNotMatch", "<Reason>region</Reason>"));
         }
@@ -322,7 +330,8 @@ fn verify(
         if skewed(date) {
             return Err(xml_error(StatusCode::FORBIDDEN, "RequestTimeTooSkewed", ""));
         }
-        let additional: Vec<&str> = field("AdditionalHeaders").map(|v| v.split(';').collect()).unwrap_or_default();
+        let additional: Vec<&str> =
+            field("AdditionalHeaders").map(|v| v.split(';').collect()).unwrap_or_default();
         // The token the client sent must be the one issued with this key.
         if seen.header("x-oss-security-token") != creds.security_token.as_deref() {
             return Err(xml_error(StatusCode::FORBIDDEN, "InvalidSecurityToken", ""));
