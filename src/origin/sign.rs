@@ -525,7 +525,8 @@ pub fn s3_path(bucket: Option<&str>, key: &str) -> String {
 ///
 /// Adds `x-amz-date`, `x-amz-content-sha256` (`payload_hash`, e.g. [`EMPTY_SHA256`]
 /// for GET), `x-amz-security-token` for temporary credentials, and `authorization`.
-/// Signs `host` and every caller header except [`AWS_UNSIGNED`] ones, like botocore.
+/// Signs `host` and every caller header except user-agent, hop-by-hop and
+/// transport headers, like botocore.
 pub fn aws_v4_header(
     input: &SignInput<'_>,
     target: &S3Target<'_>,
