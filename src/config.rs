@@ -31,6 +31,10 @@ pub struct Config {
     pub styles: Styles,
     /// Sites (Host names) with their access rules; empty = every host, no rules.
     pub sites: Vec<crate::access::SiteConfig>,
+    /// Network settings for HTTP, OSS and S3 origins.
+    pub origin_client: OriginClientConfig,
+    /// Origin credentials from the file (else from the environment).
+    pub credentials: CredentialsConfig,
     /// Whole-request deadline in milliseconds.
     pub request_timeout_ms: u64,
     /// How long shutdown waits for in-flight requests, in milliseconds.
@@ -49,6 +53,8 @@ impl Default for Config {
             workers: WorkersConfig::default(),
             styles: Styles::default(),
             sites: Vec::new(),
+            origin_client: OriginClientConfig::default(),
+            credentials: CredentialsConfig::default(),
             request_timeout_ms: 30_000,
             shutdown_grace_ms: 10_000,
         }
@@ -157,6 +163,98 @@ impl TtlRule {
             None => default_weight(),
         };
         Ok(TtlRule { kind, value: parts[1].to_owned(), ttl_secs, weight, prefer_origin: false })
+    }
+}
+
+/// Network settings for remote origins.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OriginClientConfig {
+    /// TCP (+TLS) connect timeout, milliseconds.
+    pub connect_timeout_ms: u64,
+    /// Wait for the response head and for each body chunk, milliseconds.
+    pub read_timeout_ms: u64,
+    /// Attempts per fetch, the first included (1 = no retry).
+    pub max_attempts: u32,
+    /// Backoff before the first retry, milliseconds; doubles per retry, with jitter.
+    pub retry_base_delay_ms: u64,
+    /// Longest backoff pause, milliseconds.
+    pub retry_max_delay_ms: u64,
+    /// Largest object accepted from an origin at all (cached or streamed).
+    #[serde(deserialize_with = "de_size")]
+    pub max_object_size: u64,
+    /// Serve a stale cached copy for this many seconds past its TTL when the origin
+    /// fails (0: off), like `Cache-Control: stale-if-error`.
+    pub stale_if_error_secs: u64,
+}
+
+impl Default for OriginClientConfig {
+    fn default() -> Self {
+        let d = crate::origin::http::OriginConfig::default();
+        OriginClientConfig {
+            connect_timeout_ms: millis(d.connect_timeout),
+            read_timeout_ms: millis(d.read_timeout),
+            max_attempts: d.max_attempts,
+            retry_base_delay_ms: millis(d.retry_base_delay),
+            retry_max_delay_ms: millis(d.retry_max_delay),
+            max_object_size: 4 << 30,
+            stale_if_error_secs: 0,
+        }
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl OriginClientConfig {
+    /// The origin module's view of these settings.
+    pub fn to_origin_config(&self) -> crate::origin::http::OriginConfig {
+        crate::origin::http::OriginConfig {
+            connect_timeout: Duration::from_millis(self.connect_timeout_ms),
+            read_timeout: Duration::from_millis(self.read_timeout_ms),
+            max_attempts: self.max_attempts.max(1),
+            retry_base_delay: Duration::from_millis(self.retry_base_delay_ms),
+            retry_max_delay: Duration::from_millis(self.retry_max_delay_ms),
+            max_object_bytes: self.max_object_size,
+            ..crate::origin::http::OriginConfig::default()
+        }
+    }
+}
+
+/// Credentials for OSS or S3 origins given in the config file. When absent, the
+/// standard environment variables are used (`ALIBABA_CLOUD_*`, `AWS_*`).
+#[derive(Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CredentialsConfig {
+    /// AccessKeyId.
+    pub access_key_id: Option<String>,
+    /// AccessKeySecret.
+    pub access_key_secret: Option<String>,
+    /// STS security token for temporary credentials.
+    pub security_token: Option<String>,
+}
+
+impl std::fmt::Debug for CredentialsConfig {
+    // Never print secrets, even in debug output.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CredentialsConfig")
+            .field("access_key_id", &self.access_key_id.as_ref().map(|_| "<set>"))
+            .field("access_key_secret", &self.access_key_secret.as_ref().map(|_| "<redacted>"))
+            .field("security_token", &self.security_token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl CredentialsConfig {
+    /// The file's credentials, for both OSS and S3 origins, if complete.
+    pub fn to_origin_credentials(&self) -> Option<crate::origin::OriginCredentials> {
+        let (Some(id), Some(secret)) = (&self.access_key_id, &self.access_key_secret) else {
+            return None;
+        };
+        let mut creds = crate::origin::sign::Credentials::new(id.clone(), secret.clone());
+        creds.security_token = self.security_token.clone();
+        Some(crate::origin::OriginCredentials { oss: Some(creds.clone()), aws: Some(creds) })
     }
 }
 
@@ -343,6 +441,14 @@ mod tests {
         assert_eq!(c.cache.size, 64 << 20);
         assert_eq!(c.cache.ttl_rules[0].weight, 90);
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn credentials_never_show_in_debug_output() {
+        let c: Config = toml::from_str("[credentials]\naccess_key_id = \"LTAIid\"\naccess_key_secret = \"topsecret\"\n").unwrap();
+        let text = format!("{c:?}");
+        assert!(!text.contains("topsecret") && !text.contains("LTAIid"), "{text}");
+        assert!(c.credentials.to_origin_credentials().is_some());
     }
 
     #[test]

@@ -93,6 +93,10 @@ pub async fn serve_object(app: &Arc<App>, req: &ObjectRequest) -> Result<Served,
                         Ok(served)
                     }
                     Err(e) => {
+                        if let Some(stale) = stale.filter(|st| serves_stale_on(app, st, &e)) {
+                            permit.release(LockStatus::Done(Arc::clone(&stale)));
+                            return Ok(Served::Entry(stale, CacheStatus::StaleHit));
+                        }
                         let shared = Arc::new(e);
                         permit.release(LockStatus::Failed(Arc::clone(&shared)));
                         Err(Error::Shared(shared))
@@ -112,6 +116,17 @@ pub async fn serve_object(app: &Arc<App>, req: &ObjectRequest) -> Result<Served,
         Filled::Entry { entry, .. } => Ok(Served::Entry(entry, CacheStatus::Bypass)),
         Filled::Stream(served) => Ok(served),
     }
+}
+
+/// `stale-if-error`: a stale copy may answer when the origin is down or failing,
+/// for the configured grace past its TTL.
+fn serves_stale_on(app: &App, stale: &Entry, err: &Error) -> bool {
+    let grace = Duration::from_secs(app.config.origin_client.stale_if_error_secs);
+    let origin_down = matches!(
+        err,
+        Error::Origin(OriginError::Timeout | OriginError::Upstream(_) | OriginError::Io(_)) | Error::Timeout
+    );
+    origin_down && !grace.is_zero() && stale.age(SystemTime::now()) <= stale.ttl + grace
 }
 
 /// Fetches (or revalidates) and, for processed variants, processes.
@@ -136,10 +151,13 @@ async fn fill(
     app.stats.origin_latency(started.elapsed(), fetched.is_err());
     let now = SystemTime::now();
     let object = match fetched {
-        Ok(Fetched::NotModified(meta)) => {
+        Ok(Fetched::NotModified(mut meta)) => {
             let Some(stale) = stale else {
                 return Err(OriginError::Upstream("304 to an unconditional request".into()).into());
             };
+            // A 304 may repeat only some headers; the stored copy supplies the rest.
+            meta.etag = meta.etag.or_else(|| stale.origin_etag.clone());
+            meta.last_modified = meta.last_modified.or(stale.last_modified);
             let ttl = app.ttl.for_object(&req.path, &meta, now);
             let entry = Arc::new(stale.refreshed(ttl.unwrap_or_default()));
             return Ok(Filled::Entry {
@@ -314,6 +332,9 @@ fn respond_entry(
     }
     if let Some(lm) = entry.last_modified {
         builder = builder.header(header::LAST_MODIFIED, httpdate::fmt_http_date(lm));
+    }
+    if status == CacheStatus::StaleHit {
+        builder = builder.header(header::WARNING, "110 imgedge \"Response is Stale\"");
     }
     if cached {
         let age = if status.is_hit() { entry.age(now).as_secs() } else { 0 };

@@ -3,7 +3,7 @@
 use anyhow::{bail, Context};
 use clap::Parser;
 use imgedge::config::{parse_size, TtlRule};
-use imgedge::origin::Origin;
+use imgedge::origin::{Origin, OriginCredentials};
 use imgedge::{App, Config};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -23,7 +23,11 @@ struct Cli {
     /// Admin listener address for purge, prefetch and health [default: 127.0.0.1:8081].
     #[arg(long, value_name = "ADDR")]
     admin_listen: Option<SocketAddr>,
-    /// Origin: a folder path [default: fixtures].
+    /// Origin: a folder path [default: fixtures], `oss://BUCKET?endpoint=...&region=...
+    /// [&signature=v1|v4][&addressing=virtual|path|cname]`, `s3://BUCKET?endpoint=...&region=...`
+    /// or `http(s)://host/prefix`. OSS/S3 credentials come from the config file's
+    /// [credentials] or ALIBABA_CLOUD_ACCESS_KEY_ID/_SECRET/ALIBABA_CLOUD_SECURITY_TOKEN,
+    /// AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/AWS_SESSION_TOKEN.
     #[arg(long, value_name = "ORIGIN")]
     origin: Option<String>,
     /// Response cache size in bytes, e.g. 512MiB [default: 512MiB].
@@ -120,7 +124,12 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let origin = Origin::from_spec(&config.origin).context("--origin")?;
+    let credentials = config
+        .credentials
+        .to_origin_credentials()
+        .unwrap_or_else(OriginCredentials::from_env);
+    let origin = Origin::from_spec_with(&config.origin, &credentials, &config.origin_client.to_origin_config())
+        .context("--origin")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -201,6 +201,7 @@ fn cache_label(x_cache: &str) -> &'static str {
         "HIT TCP_MEM_HIT" => "hit",
         "HIT TCP_COALESCED_HIT" => "coalesced_hit",
         "HIT TCP_REFRESH_HIT" => "refresh_hit",
+        "HIT TCP_STALE_HIT" => "stale_hit",
         "MISS TCP_REFRESH_MISS" => "refresh_miss",
         "MISS TCP_MISS" => "miss",
         "MISS TCP_MISS_NOCACHE" => "bypass",

@@ -34,6 +34,8 @@ pub enum CacheStatus {
     LockHit,
     /// Stale copy the origin confirmed unchanged (304).
     RefreshHit,
+    /// Stale copy served because the origin failed (`stale-if-error`).
+    StaleHit,
     /// Stale copy the origin replaced.
     RefreshMiss,
     /// Fetched from the origin.
@@ -49,6 +51,7 @@ impl CacheStatus {
             CacheStatus::Hit => "HIT TCP_MEM_HIT",
             CacheStatus::LockHit => "HIT TCP_COALESCED_HIT",
             CacheStatus::RefreshHit => "HIT TCP_REFRESH_HIT",
+            CacheStatus::StaleHit => "HIT TCP_STALE_HIT",
             CacheStatus::RefreshMiss => "MISS TCP_REFRESH_MISS",
             CacheStatus::Miss => "MISS TCP_MISS",
             CacheStatus::Bypass => "MISS TCP_MISS_NOCACHE",
@@ -57,7 +60,10 @@ impl CacheStatus {
 
     /// True when the body came from memory.
     pub fn is_hit(self) -> bool {
-        matches!(self, CacheStatus::Hit | CacheStatus::LockHit | CacheStatus::RefreshHit)
+        matches!(
+            self,
+            CacheStatus::Hit | CacheStatus::LockHit | CacheStatus::RefreshHit | CacheStatus::StaleHit
+        )
     }
 }
 

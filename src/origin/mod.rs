@@ -8,8 +8,19 @@
 //! Bodies up to the caller's `buffer_limit` come back whole ([`Body::Full`]) so they
 //! can be cached; larger ones come back as a stream ([`Body::Stream`]) that is passed
 //! through to the client without being buffered.
+//!
+//! Network origins (`http`, `oss`, `s3`) share one pooled client (`http.rs`) and sign
+//! through the pure functions in `sign.rs`. Credentials come in from the caller as
+//! [`OriginCredentials`]; no origin reads the environment itself.
 
 pub mod fs;
+pub mod http;
+pub mod oss;
+pub mod s3;
+pub mod sign;
+
+pub use self::http::OriginConfig;
+pub use self::sign::Credentials;
 
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
@@ -173,25 +184,231 @@ impl OriginError {
     }
 }
 
+/// Credentials for private origins, filled by the caller (main.rs: from the
+/// environment). `oss` signs `oss://` origins, `aws` signs `s3://` origins.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OriginCredentials {
+    /// Alibaba Cloud AccessKey (+ STS token).
+    pub oss: Option<Credentials>,
+    /// AWS-style access key (+ session token).
+    pub aws: Option<Credentials>,
+}
+
+impl OriginCredentials {
+    /// Reads `ALIBABA_CLOUD_ACCESS_KEY_ID` / `_SECRET` / `ALIBABA_CLOUD_SECURITY_TOKEN`
+    /// and `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`.
+    /// Only main.rs should call this; components take the struct.
+    pub fn from_env() -> Self {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Like [`Self::from_env`] with any variable source (tests). A pair with either half
+    /// missing or empty counts as no credentials.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Self {
+        let get = |n: &str| get(n).filter(|v| !v.is_empty());
+        let pair = |id: &str, secret: &str, token: &str| {
+            let creds = Credentials::new(get(id)?, get(secret)?);
+            Some(match get(token) {
+                Some(t) => creds.with_token(t),
+                None => creds,
+            })
+        };
+        OriginCredentials {
+            oss: pair("ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABA_CLOUD_ACCESS_KEY_SECRET", "ALIBABA_CLOUD_SECURITY_TOKEN"),
+            aws: pair("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"),
+        }
+    }
+}
+
+/// How a bucket is addressed on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Addressing {
+    /// `Host: <bucket>.<endpoint>`, path `/<key>`.
+    Virtual,
+    /// `Host: <endpoint>`, path `/<bucket>/<key>`.
+    Path,
+    /// `Host: <endpoint>` (a custom domain bound to the bucket), path `/<key>`.
+    Cname,
+}
+
+impl Addressing {
+    /// The spelling used in origin specs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Addressing::Virtual => "virtual",
+            Addressing::Path => "path",
+            Addressing::Cname => "cname",
+        }
+    }
+}
+
+/// A service endpoint: scheme plus host with optional port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// `http` or `https` (default `https`).
+    pub scheme: String,
+    /// Host, with `:port` if given.
+    pub host: String,
+}
+
+impl Endpoint {
+    /// Parses `host[:port]` or `http(s)://host[:port][/]`.
+    ///
+    /// # Errors
+    /// `OriginError::Config` for other schemes, paths, user info or an empty host.
+    pub fn parse(s: &str) -> Result<Self, OriginError> {
+        let (scheme, rest) = match s.split_once("://") {
+            Some((sc @ ("http" | "https"), rest)) => (sc, rest),
+            Some(_) => return Err(OriginError::Config(format!("endpoint {s:?}: scheme must be http or https"))),
+            None => ("https", s),
+        };
+        let host = rest.strip_suffix('/').unwrap_or(rest);
+        let valid = !host.is_empty()
+            && host.parse::<::http::uri::Authority>().is_ok()
+            && !host.contains(['@', '/', '?', '#']);
+        if !valid {
+            return Err(OriginError::Config(format!("endpoint {s:?}: expected host[:port]")));
+        }
+        Ok(Endpoint { scheme: scheme.to_owned(), host: host.to_ascii_lowercase() })
+    }
+
+    /// True for IP literals and `localhost`, where `<bucket>.<host>` cannot resolve.
+    fn is_ip_or_localhost(&self) -> bool {
+        let name = match self.host.strip_prefix('[') {
+            Some(v6) => return v6.contains(']'),
+            None => self.host.rsplit_once(':').map_or(self.host.as_str(), |(h, _)| h),
+        };
+        name == "localhost" || name.parse::<std::net::IpAddr>().is_ok()
+    }
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}://{}", self.scheme, self.host)
+    }
+}
+
+/// Bucket names: 3-63 of `a-z 0-9 -`, not starting or ending with `-` (OSS rules).
+/// S3 also allows dots (`allow_dots`); OSS does not.
+pub(crate) fn check_bucket(bucket: &str, allow_dots: bool) -> Result<(), OriginError> {
+    let ok = (3..=63).contains(&bucket.len())
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || (allow_dots && b == b'.'))
+        && !bucket.starts_with('-')
+        && !bucket.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(OriginError::Config(format!("invalid bucket name {bucket:?}")))
+    }
+}
+
+/// `?k=v&k2` with the V4 encoding, or empty.
+pub(crate) fn encode_query(query: &[(String, String)]) -> String {
+    let mut out = String::new();
+    for (i, (k, v)) in query.iter().enumerate() {
+        out.push(if i == 0 { '?' } else { '&' });
+        out.push_str(&sign::uri_encode(k, false));
+        if !v.is_empty() {
+            out.push('=');
+            out.push_str(&sign::uri_encode(v, false));
+        }
+    }
+    out
+}
+
 /// A configured origin.
 #[derive(Debug)]
 pub enum Origin {
     /// A local folder (the embedded default).
     Fs(fs::FsOrigin),
+    /// A plain HTTP(S) server.
+    Http(self::http::HttpOrigin),
+    /// An Alibaba Cloud OSS bucket.
+    Oss(oss::OssOrigin),
+    /// An S3-compatible bucket.
+    S3(s3::S3Origin),
 }
 
 impl Origin {
-    /// Builds an origin from its `--origin` spelling.
+    /// Builds an origin from its `--origin` spelling, without credentials and with
+    /// default network settings. See [`Origin::from_spec_with`].
     ///
     /// # Errors
     /// `OriginError::Config` when the spelling is not understood or the folder is missing.
     pub fn from_spec(spec: &str) -> Result<Origin, OriginError> {
-        if spec.contains("://") {
-            return Err(OriginError::Config(format!(
-                "unsupported origin scheme in {spec:?}; use a folder path"
-            )));
+        Self::from_spec_with(spec, &OriginCredentials::default(), &OriginConfig::default())
+    }
+
+    /// Builds an origin from its spelling:
+    ///
+    /// * a folder path;
+    /// * `http(s)://host[:port]/prefix`;
+    /// * `oss://BUCKET?endpoint=oss-cn-beijing.aliyuncs.com&region=cn-beijing`
+    ///   `[&signature=v1|v4][&addressing=virtual|path|cname]` (V4 and virtual by
+    ///   default; path when the endpoint is an IP or localhost);
+    /// * `s3://BUCKET?endpoint=...&region=...[&addressing=path|virtual]`
+    ///   (virtual by default; path when the endpoint is an IP or localhost).
+    ///
+    /// The endpoint may carry a scheme and a port (`endpoint=http://127.0.0.1:9000`).
+    /// `oss://` signs with `creds.oss`, `s3://` with `creds.aws`; without credentials
+    /// requests are anonymous.
+    ///
+    /// # Errors
+    /// `OriginError::Config` naming what is wrong.
+    pub fn from_spec_with(spec: &str, creds: &OriginCredentials, config: &OriginConfig) -> Result<Origin, OriginError> {
+        let Some((scheme, rest)) = spec.split_once("://") else {
+            return Ok(Origin::Fs(fs::FsOrigin::new(spec)?));
+        };
+        match scheme {
+            "http" | "https" => {
+                let client = self::http::HttpClient::new(config)?;
+                Ok(Origin::Http(self::http::HttpOrigin::new(spec, client)?))
+            }
+            "oss" | "s3" => {
+                let (bucket, query) = rest.split_once('?').unwrap_or((rest, ""));
+                let bucket = bucket.trim_end_matches('/');
+                let params = parse_params(query)?;
+                let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+                let allowed: &[&str] = if scheme == "oss" {
+                    &["endpoint", "region", "signature", "addressing"]
+                } else {
+                    &["endpoint", "region", "addressing"]
+                };
+                if let Some((unknown, _)) = params.iter().find(|(n, _)| !allowed.contains(&n.as_str())) {
+                    return Err(OriginError::Config(format!("{scheme}:// origin: unknown parameter {unknown:?}")));
+                }
+                let endpoint = Endpoint::parse(
+                    get("endpoint").ok_or_else(|| OriginError::Config(format!("{scheme}:// origin needs endpoint=")))?,
+                )?;
+                let region = get("region").unwrap_or("");
+                let addressing = match get("addressing") {
+                    None if endpoint.is_ip_or_localhost() => Addressing::Path,
+                    None | Some("virtual") => Addressing::Virtual,
+                    Some("path") => Addressing::Path,
+                    Some("cname") if scheme == "oss" => Addressing::Cname,
+                    Some(other) => {
+                        return Err(OriginError::Config(format!("{scheme}:// origin: unknown addressing {other:?}")))
+                    }
+                };
+                let client = self::http::HttpClient::new(config)?;
+                if scheme == "s3" {
+                    return Ok(Origin::S3(s3::S3Origin::new(bucket, endpoint, region, addressing, creds.aws.clone(), client)?));
+                }
+                let version = match get("signature") {
+                    None | Some("v4" | "V4") => oss::SignatureVersion::V4,
+                    Some("v1" | "V1") => oss::SignatureVersion::V1,
+                    Some(other) => {
+                        return Err(OriginError::Config(format!("oss:// origin: unknown signature {other:?}")))
+                    }
+                };
+                Ok(Origin::Oss(oss::OssOrigin::new(bucket, endpoint, region, version, addressing, creds.oss.clone(), client)?))
+            }
+            other => Err(OriginError::Config(format!(
+                "unsupported origin scheme {other:?}; use a folder, http(s)://, oss:// or s3://"
+            ))),
         }
-        Ok(Origin::Fs(fs::FsOrigin::new(spec)?))
     }
 
     /// Fetches one object.
@@ -199,8 +416,14 @@ impl Origin {
     /// # Errors
     /// See [`OriginError`].
     pub async fn fetch(&self, req: &FetchRequest<'_>) -> Result<Fetched, OriginError> {
+        if !matches!(self, Origin::Fs(_)) && !is_plain_key(req.key) {
+            return Err(OriginError::NotFound);
+        }
         match self {
             Origin::Fs(o) => o.fetch(req).await,
+            Origin::Http(o) => o.fetch(req).await,
+            Origin::Oss(o) => o.fetch(req).await,
+            Origin::S3(o) => o.fetch(req).await,
         }
     }
 
@@ -208,8 +431,38 @@ impl Origin {
     pub fn describe(&self) -> String {
         match self {
             Origin::Fs(o) => format!("folder {}", o.root().display()),
+            Origin::Http(o) => format!("http {}", o.base_url()),
+            Origin::Oss(o) => o.describe(),
+            Origin::S3(o) => o.describe(),
         }
     }
+}
+
+/// Keys a network origin may be asked for. request.rs validates keys already; this
+/// is the second line: an empty key would address the bucket itself (a listing), and
+/// `.`/`..` segments could be normalised by an HTTP server to escape the prefix. OSS
+/// keys are 1-1024 bytes and must not start with `/` or `\`.
+fn is_plain_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= 1024
+        && !key.starts_with(['/', '\\'])
+        && !key.contains(['\0', '\r', '\n'])
+        && key.split('/').all(|seg| seg != "." && seg != "..")
+}
+
+/// Decodes `a=b&c=d` (percent-decoding values) for origin specs.
+fn parse_params(query: &str) -> Result<Vec<(String, String)>, OriginError> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            let v = percent_encoding::percent_decode_str(v)
+                .decode_utf8()
+                .map_err(|_| OriginError::Config(format!("origin parameter {k:?} is not UTF-8")))?;
+            Ok((k.to_owned(), v.into_owned()))
+        })
+        .collect()
 }
 
 /// Answers a conditional request from metadata: true when the client's validators
@@ -260,6 +513,97 @@ mod tests {
         assert_eq!(ByteRange::Suffix(10).resolve(100), Some((90, 100)));
         assert_eq!(ByteRange::Suffix(500).resolve(100), Some((0, 100)));
         assert_eq!(ByteRange::Suffix(0).resolve(100), None);
+    }
+
+    #[test]
+    fn oss_specs_parse() {
+        let creds = OriginCredentials {
+            oss: Some(Credentials::new("LTAIid", "sekrit").with_token("tok")),
+            aws: None,
+        };
+        let cfg = OriginConfig::default();
+        let o = Origin::from_spec_with(
+            "oss://media-bucket?endpoint=oss-cn-beijing.aliyuncs.com&region=cn-beijing",
+            &creds,
+            &cfg,
+        )
+        .unwrap();
+        let d = o.describe();
+        assert_eq!(d, "oss bucket media-bucket at https://oss-cn-beijing.aliyuncs.com (region cn-beijing, V4, virtual, signed)");
+        assert!(!d.contains("sekrit") && !d.contains("tok") && !format!("{o:?}").contains("sekrit"));
+        let o = Origin::from_spec_with(
+            "oss://media-bucket?endpoint=http%3A%2F%2F127.0.0.1%3A9000&region=cn-beijing&signature=v1",
+            &creds,
+            &cfg,
+        )
+        .unwrap();
+        assert!(o.describe().contains("http://127.0.0.1:9000") && o.describe().contains("V1, path"), "{}", o.describe());
+        let o = Origin::from_spec_with(
+            "oss://media-bucket?endpoint=img.example.com&region=cn-beijing&addressing=cname",
+            &creds,
+            &cfg,
+        )
+        .unwrap();
+        assert!(o.describe().contains("cname"));
+        for bad in [
+            "oss://media-bucket?region=cn-beijing",
+            "oss://Bad_Bucket?endpoint=e.com&region=r",
+            "oss://media-bucket?endpoint=e.com",
+            "oss://media-bucket?endpoint=e.com&region=r&signature=v2",
+            "oss://media-bucket?endpoint=e.com&region=r&addressing=sideways",
+            "oss://media-bucket?endpoint=ftp://e.com&region=r",
+            "oss://media-bucket?endpoint=e.com&region=r&secret=x",
+            "s3://media-bucket?endpoint=e.com&region=r&addressing=cname",
+            "s3://media-bucket?endpoint=e.com",
+            "gopher://x",
+        ] {
+            assert!(matches!(Origin::from_spec_with(bad, &creds, &cfg), Err(OriginError::Config(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn s3_and_http_specs_parse() {
+        let o = Origin::from_spec("s3://media?endpoint=http://127.0.0.1:9000&region=us-east-1").unwrap();
+        assert_eq!(o.describe(), "s3 bucket media at http://127.0.0.1:9000 (region us-east-1, path, anonymous)");
+        let o = Origin::from_spec("s3://media?endpoint=s3.amazonaws.com&region=us-east-1").unwrap();
+        assert!(o.describe().contains("virtual"));
+        let o = Origin::from_spec("http://127.0.0.1:8080/images/").unwrap();
+        assert_eq!(o.describe(), "http http://127.0.0.1:8080/images");
+    }
+
+    #[test]
+    fn network_keys_are_checked() {
+        for bad in ["", "/abs", "\\x", "a/../b", "..", "./a", "a/.", "a\0b", "a\nb", &"k".repeat(1025)] {
+            assert!(!is_plain_key(bad), "{bad:?}");
+        }
+        for good in ["a.jpg", "dir/a b+c.png", "用户/头像.png", "a..b/c", ".hidden"] {
+            assert!(is_plain_key(good), "{good:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn network_origins_refuse_bad_keys_without_a_request() {
+        // Port 9 (discard) on loopback: nothing is sent because the key is refused first.
+        let o = Origin::from_spec("http://127.0.0.1:9/base").unwrap();
+        let req = FetchRequest { key: "../etc/passwd", ..FetchRequest::default() };
+        assert!(matches!(o.fetch(&req).await, Err(OriginError::NotFound)));
+        let req = FetchRequest { key: "", ..FetchRequest::default() };
+        assert!(matches!(o.fetch(&req).await, Err(OriginError::NotFound)));
+    }
+
+    #[test]
+    fn credentials_come_from_a_lookup() {
+        let env = |n: &str| match n {
+            "ALIBABA_CLOUD_ACCESS_KEY_ID" => Some("STS.id".to_owned()),
+            "ALIBABA_CLOUD_ACCESS_KEY_SECRET" => Some("s".to_owned()),
+            "ALIBABA_CLOUD_SECURITY_TOKEN" => Some("t".to_owned()),
+            "AWS_ACCESS_KEY_ID" => Some("AKIA".to_owned()),
+            "AWS_SECRET_ACCESS_KEY" => Some(String::new()),
+            _ => None,
+        };
+        let c = OriginCredentials::from_lookup(env);
+        assert_eq!(c.oss, Some(Credentials::new("STS.id", "s").with_token("t")));
+        assert_eq!(c.aws, None, "an empty secret is no credential");
     }
 
     #[test]
