@@ -31,6 +31,10 @@ pub struct Config {
     pub styles: Styles,
     /// Sites (Host names) with their access rules; empty = every host, no rules.
     pub sites: Vec<crate::access::SiteConfig>,
+    /// CORS for browsers (off until `allowed_origins` is set).
+    pub cors: crate::cors::CorsConfig,
+    /// HTTP server tuning.
+    pub http: HttpConfig,
     /// Network settings for HTTP, OSS and S3 origins.
     pub origin_client: OriginClientConfig,
     /// Origin credentials from the file (else from the environment).
@@ -54,6 +58,8 @@ impl Default for Config {
             styles: Styles::default(),
             sites: Vec::new(),
             origin_client: OriginClientConfig::default(),
+            cors: crate::cors::CorsConfig::default(),
+            http: HttpConfig::default(),
             credentials: CredentialsConfig::default(),
             request_timeout_ms: 30_000,
             shutdown_grace_ms: 10_000,
@@ -163,6 +169,31 @@ impl TtlRule {
             None => default_weight(),
         };
         Ok(TtlRule { kind, value: parts[1].to_owned(), ttl_secs, weight, prefer_origin: false })
+    }
+}
+
+/// HTTP server tuning (both listeners).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Longest wait for a request's headers on HTTP/1 (slowloris guard), milliseconds.
+    pub header_read_timeout_ms: u64,
+    /// HTTP/1 keep-alive between requests.
+    pub keep_alive: bool,
+    /// HTTP/2 PING interval to detect dead peers, seconds (0: off).
+    pub http2_keep_alive_interval_secs: u64,
+    /// Concurrent HTTP/2 streams per connection.
+    pub http2_max_concurrent_streams: u32,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            header_read_timeout_ms: 10_000,
+            keep_alive: true,
+            http2_keep_alive_interval_secs: 30,
+            http2_max_concurrent_streams: 256,
+        }
     }
 }
 

@@ -354,6 +354,20 @@ fn respond_entry(
     if crate::origin::is_not_modified(&meta, req.if_none_match.as_deref(), req.if_modified_since) {
         return finish(builder.status(StatusCode::NOT_MODIFIED), full_body(Bytes::new()));
     }
+    if crate::encoding::is_compressible(&entry.content_type) {
+        builder = builder.header(header::VARY, "Accept-Encoding");
+        let coding = req.accept_encoding.as_deref().and_then(crate::encoding::negotiate);
+        let compressed = coding
+            .filter(|_| req.range.is_none())
+            .and_then(|c| crate::encoding::compress(&entry.body, c).map(|b| (c, b)));
+        if let Some((coding, body)) = compressed {
+            builder = builder
+                .header(header::CONTENT_ENCODING, coding.as_str())
+                .header(header::CONTENT_LENGTH, body.len());
+            let body = if req.head { Bytes::new() } else { body };
+            return finish(builder.status(StatusCode::OK), full_body(body));
+        }
+    }
     let len = entry.body.len() as u64;
     let (status_code, body) = match req.range {
         Some(range) => {

@@ -12,6 +12,8 @@
 pub mod access;
 pub mod cache;
 pub mod config;
+pub mod cors;
+pub mod encoding;
 pub mod error;
 pub mod handler;
 pub mod origin;

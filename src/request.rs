@@ -30,6 +30,10 @@ pub struct ObjectRequest {
     pub if_none_match: Option<String>,
     /// `If-Modified-Since`, parsed.
     pub if_modified_since: Option<SystemTime>,
+    /// `Accept-Encoding`, verbatim (used for JSON/XML bodies only).
+    pub accept_encoding: Option<String>,
+    /// `Accept`, verbatim (auto-format negotiation).
+    pub accept: Option<String>,
 }
 
 impl ObjectRequest {
@@ -77,6 +81,8 @@ impl ObjectRequest {
             if_none_match: text(header::IF_NONE_MATCH).map(str::to_owned),
             if_modified_since: text(header::IF_MODIFIED_SINCE)
                 .and_then(|v| httpdate::parse_http_date(v).ok()),
+            accept_encoding: text(header::ACCEPT_ENCODING).map(str::to_owned),
+            accept: text(header::ACCEPT).map(str::to_owned),
         })
     }
 }

@@ -17,7 +17,7 @@ use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
@@ -51,7 +51,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     app.set_default_host(public.local_addr()?.to_string());
     let graceful = GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let builder = connection_builder(&app.config.http);
     tokio::pin!(shutdown);
     loop {
         let (accepted, which) = tokio::select! {
@@ -91,6 +91,22 @@ pub async fn serve(
     Ok(())
 }
 
+/// HTTP/1 + HTTP/2 (h2c and ALPN-less prior knowledge) with the configured tuning.
+fn connection_builder(cfg: &crate::config::HttpConfig) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .keep_alive(cfg.keep_alive)
+        .header_read_timeout(Duration::from_millis(cfg.header_read_timeout_ms));
+    let mut h2 = builder.http2();
+    h2.timer(TokioTimer::new()).max_concurrent_streams(cfg.http2_max_concurrent_streams);
+    if cfg.http2_keep_alive_interval_secs > 0 {
+        h2.keep_alive_interval(Duration::from_secs(cfg.http2_keep_alive_interval_secs));
+    }
+    builder
+}
+
 async fn handle(app: Arc<App>, which: Listener, peer: SocketAddr, req: Request<Incoming>) -> Response<ResponseBody> {
     let started = Instant::now();
     let request_id = app.next_request_id();
@@ -102,6 +118,19 @@ async fn handle(app: Arc<App>, which: Listener, peer: SocketAddr, req: Request<I
         .and_then(|h| h.to_str().ok())
         .unwrap_or("")
         .to_owned();
+    let accept_encoding = req
+        .headers()
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let cors = match which {
+        Listener::Public => app.config.cors.response_headers(req.headers()),
+        Listener::Admin => Vec::new(),
+    };
+    if matches!(which, Listener::Public) && req.method() == Method::OPTIONS {
+        return preflight(&app, req.headers());
+    }
     let result = tokio::time::timeout(app.config.request_timeout(), async {
         match which {
             Listener::Public => public(&app, req, peer, started).await,
@@ -120,10 +149,16 @@ async fn handle(app: Arc<App>, which: Listener, peer: SocketAddr, req: Request<I
                 .to_owned();
             (r, cache)
         }
-        Err(e) => (error_response(&e, &request_id, &host, &path, method == Method::HEAD), "-".to_owned()),
+        Err(e) => {
+            let head = method == Method::HEAD;
+            (error_response(&e, &request_id, &host, &path, head, &accept_encoding), "-".to_owned())
+        }
     };
     if let Ok(v) = http::HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-oss-request-id", v);
+    }
+    for (name, value) in cors {
+        response.headers_mut().append(name, value);
     }
     let bytes = response
         .headers()
@@ -143,6 +178,20 @@ async fn handle(app: Arc<App>, which: Listener, peer: SocketAddr, req: Request<I
         cache = %cache,
         ms = started.elapsed().as_secs_f64() * 1000.0,
     );
+    response
+}
+
+/// Answers a CORS preflight: 200 with the allowed method and headers, or 403.
+fn preflight(app: &App, headers: &http::HeaderMap) -> Response<ResponseBody> {
+    let mut response = Response::new(full_body(Bytes::new()));
+    match app.config.cors.preflight(headers) {
+        Some(allowed) => {
+            for (name, value) in allowed {
+                response.headers_mut().append(name, value);
+            }
+        }
+        None => *response.status_mut() = StatusCode::FORBIDDEN,
+    }
     response
 }
 
@@ -279,19 +328,34 @@ fn json_response(status: StatusCode, value: serde_json::Value) -> Result<Respons
 }
 
 /// The one place an error becomes a response: status, OSS XML body, extra headers.
-fn error_response(err: &Error, request_id: &str, host: &str, path: &str, head: bool) -> Response<ResponseBody> {
+fn error_response(
+    err: &Error,
+    request_id: &str,
+    host: &str,
+    path: &str,
+    head: bool,
+    accept_encoding: &str,
+) -> Response<ResponseBody> {
     if err.is_server_side() {
         tracing::warn!(request_id, error = %err, "request failed");
     } else {
         tracing::debug!(request_id, error = %err, "request rejected");
     }
     let key = path.strip_prefix('/');
-    let body = err.xml_body(request_id, host, key);
+    let xml = err.xml_body(request_id, host, key);
     let mut builder = Response::builder()
         .status(err.status())
         .header(header::CONTENT_TYPE, "application/xml")
-        .header(header::CONTENT_LENGTH, body.len())
+        .header(header::VARY, "Accept-Encoding")
         .header(header::SERVER, "imgedge");
+    let body = match crate::encoding::negotiate(accept_encoding).and_then(|c| crate::encoding::compress(xml.as_bytes(), c).map(|b| (c, b))) {
+        Some((coding, compressed)) => {
+            builder = builder.header(header::CONTENT_ENCODING, coding.as_str());
+            compressed
+        }
+        None => Bytes::from(xml),
+    };
+    builder = builder.header(header::CONTENT_LENGTH, body.len());
     match err {
         Error::Overloaded => builder = builder.header(header::RETRY_AFTER, "1"),
         Error::InvalidRange { len } => builder = builder.header(header::CONTENT_RANGE, format!("bytes */{len}")),
@@ -302,7 +366,7 @@ fn error_response(err: &Error, request_id: &str, host: &str, path: &str, head: b
     if let Some(ec) = err.ec() {
         builder = builder.header("x-oss-ec", ec);
     }
-    let body = if head { Bytes::new() } else { Bytes::from(body) };
+    let body = if head { Bytes::new() } else { body };
     builder
         .body(full_body(body))
         .unwrap_or_else(|_| Response::new(full_body(Bytes::from_static(b"internal error"))))

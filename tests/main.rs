@@ -5,6 +5,7 @@
 mod access;
 mod binary;
 mod common;
+mod http_fit;
 mod metrics;
 mod origins;
 mod proxy;
