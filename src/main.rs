@@ -49,9 +49,13 @@ struct Cli {
     /// CPU worker threads for image work (0 = one per core).
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
+    /// Validate the configuration (file, flags, origin spelling) and exit.
+    #[arg(long)]
+    check_config: bool,
 }
 
-fn load_config(cli: Cli) -> anyhow::Result<Config> {
+fn load_config(cli: Cli) -> anyhow::Result<(Config, bool)> {
+    let check_only = cli.check_config;
     let mut config = match &cli.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -91,7 +95,7 @@ fn load_config(cli: Cli) -> anyhow::Result<Config> {
     if let Err(msg) = config.validate() {
         bail!("invalid configuration: {msg}");
     }
-    Ok(config)
+    Ok((config, check_only))
 }
 
 async fn shutdown_signal() {
@@ -117,7 +121,7 @@ async fn shutdown_signal() {
 }
 
 fn main() -> anyhow::Result<()> {
-    let config = load_config(Cli::parse())?;
+    let (config, check_only) = load_config(Cli::parse())?;
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -130,6 +134,10 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or_else(OriginCredentials::from_env);
     let origin = Origin::from_spec_with(&config.origin, &credentials, &config.origin_client.to_origin_config())
         .context("--origin")?;
+    if check_only {
+        println!("configuration OK: origin {}", origin.describe());
+        return Ok(());
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

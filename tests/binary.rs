@@ -158,3 +158,12 @@ fn sigterm_finishes_in_flight_requests_then_exits_zero() {
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+#[test]
+fn sample_config_passes_check_config_and_bad_ones_fail() {
+    let out = imgedge().args(["--config", "assets/deploy/imgedge.toml", "--check-config"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("configuration OK"));
+    let out = imgedge().args(["--check-config", "--origin", "ftp://nowhere"]).output().unwrap();
+    assert!(!out.status.success());
+}
