@@ -10,3 +10,4 @@ mod metrics;
 mod origins;
 mod proxy;
 mod remote;
+mod ssrf;

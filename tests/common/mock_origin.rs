@@ -388,6 +388,8 @@ pub enum Fault {
     Reset,
     /// Serve normally with these extra header lines (each ending in `\r\n`).
     Headers(&'static str),
+    /// Write this raw HTTP response instead of the object.
+    Raw(String),
     /// Send the headers, then the body in `chunks` pieces with `pause` between them.
     SlowBody {
         /// Pause between pieces.
@@ -465,6 +467,9 @@ impl FaultOrigin {
                                     return;
                                 }
                             }
+                        }
+                        Fault::Raw(text) => {
+                            let _ = stream.write_all(text.as_bytes()).await;
                         }
                         Fault::Headers(extra) => {
                             let head = ok_head(body.len()).replace("connection: close\r\n", &format!("{extra}connection: close\r\n"));
