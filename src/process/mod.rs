@@ -30,6 +30,8 @@ pub(crate) mod pipeline;
 pub mod stages;
 
 #[cfg(test)]
+mod reference_tests;
+#[cfg(test)]
 mod tests;
 
 pub use pipeline::Pipeline;
