@@ -444,7 +444,7 @@ fn collect_frames(
     for f in frames {
         let f = f.map_err(image_err)?;
         let (num, den) = f.delay().numer_denom_ms();
-        let delay_ms = if den == 0 { 0 } else { num / den };
+        let delay_ms = num.checked_div(den).unwrap_or(0);
         let buf = f.into_buffer();
         let rgba = DynamicImage::ImageRgba8(buf);
         out.push(Frame { img: picture::normalize(rgba), delay_ms });
@@ -752,6 +752,7 @@ fn encode_gif(pic: &Picture) -> Result<Vec<u8>, ProcessError> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     #[test]
     fn quality_estimate_matches_libjpeg_tables() {

@@ -157,6 +157,10 @@ pub(crate) fn run(src: &[u8], p: &Pipeline, ctx: &RunContext<'_>) -> Result<Outp
         first_plan = Some(plan);
     }
 
+    // Every size the chain will produce is known from the header: reject over-limit
+    // outputs (and crops outside the image) before decoding a single pixel.
+    predict_dims(p, oriented, never_enlarge, limits)?;
+
     let mut pic = codec::decode(src, &probe, shrink, keep_frames, limits)?;
     check_deadline(ctx)?;
     if orientation != 1 {
@@ -228,6 +232,51 @@ pub(crate) fn run(src: &[u8], p: &Pipeline, ctx: &RunContext<'_>) -> Result<Outp
         return Ok(json(ops::info::describe(&bytes, &out_probe)));
     }
     Ok(Output { bytes, content_type: out_fmt.mime() })
+}
+
+/// Walks the chain on sizes only (the same formulas the ops use) and checks the limits:
+/// resize/rotate output limits, rotate's 4096 px source limit, crop start inside the
+/// image, and `max_output_pixels` for the final size.
+fn predict_dims(
+    p: &Pipeline,
+    oriented: (u32, u32),
+    never_enlarge: bool,
+    limits: &super::Limits,
+) -> Result<(u32, u32), ProcessError> {
+    let mut d = oriented;
+    for op in &p.ops {
+        d = match op {
+            Op::Resize(r) => r.plan(d, never_enlarge, limits)?.out_dims(d),
+            Op::Crop(c) => {
+                let (_, _, w, h) = c.rect(d)?;
+                (w, h)
+            }
+            Op::IndexCrop(c) => c.rect(d)?.map(|(_, _, w, h)| (w, h)).unwrap_or(d),
+            Op::Circle(c) => {
+                let (_, _, side, _) = c.geometry(d);
+                (side, side)
+            }
+            Op::Rotate(r) if r.deg % 360 != 0 => {
+                if d.0 > 4096 || d.1 > 4096 {
+                    return Err(ProcessError::too_large(
+                        "The image to rotate must not exceed 4096 pixels per side.",
+                        Some("0040-00000006"),
+                    ));
+                }
+                let (w, h) = ops::rotate::rotated_dims(d.0, d.1, r.deg);
+                ops::check_output(w, h, limits)?;
+                (w as u32, h as u32)
+            }
+            _ => d,
+        };
+    }
+    if u64::from(d.0) * u64::from(d.1) > limits.max_output_pixels {
+        return Err(ProcessError::too_large(
+            format!("The result image {}x{} exceeds the output limit.", d.0, d.1),
+            Some("0040-00000007"),
+        ));
+    }
+    Ok(d)
 }
 
 fn json(bytes: Vec<u8>) -> Output {

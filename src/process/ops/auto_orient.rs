@@ -18,6 +18,7 @@ pub(crate) fn parse_args(a: &Args<'_>) -> Result<bool, ProcessError> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     #[test]
     fn values() {

@@ -86,6 +86,7 @@ pub(crate) fn compute(img: &DynamicImage) -> Result<Vec<u8>, ProcessError> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     #[test]
     fn uniform_and_grey() {

@@ -57,6 +57,7 @@ impl Bright {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     #[test]
     fn bounds_and_effect() {

@@ -63,6 +63,7 @@ impl Circle {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     #[test]
     fn geometry_and_parse() {

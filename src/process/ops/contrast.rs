@@ -44,6 +44,7 @@ impl Contrast {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     #[test]
     fn bounds_and_effect() {

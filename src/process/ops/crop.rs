@@ -88,6 +88,7 @@ impl Crop {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     fn p(s: &str) -> Result<Crop, ProcessError> {
         parse_args(&Args::new("crop", s.split(',')))

@@ -70,6 +70,7 @@ pub(crate) fn parse_args(a: &Args<'_>) -> Result<Format, ProcessError> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     #[test]
     fn values() {

@@ -104,6 +104,7 @@ impl IndexCrop {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     fn p(s: &str) -> Result<IndexCrop, ProcessError> {
         parse_args(&Args::new("indexcrop", s.split(',')))

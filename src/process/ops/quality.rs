@@ -75,6 +75,7 @@ pub(crate) fn effective(req: Option<Quality>, src_jpeg_q: Option<u8>, out_is_web
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     fn p(s: &str) -> Result<Quality, ProcessError> {
         parse_args(&Args::new("quality", s.split(',').filter(|t| !t.is_empty())))

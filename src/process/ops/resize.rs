@@ -166,7 +166,6 @@ pub(crate) enum Plan {
 
 impl Plan {
     /// The output size for a `W×H` source.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub fn out_dims(&self, src: (u32, u32)) -> (u32, u32) {
         match *self {
             Plan::Pass => src,
@@ -327,6 +326,7 @@ impl Resize {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     use crate::process::parse::Args;
 

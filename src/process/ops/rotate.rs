@@ -129,6 +129,7 @@ fn rotate_any(src: &RgbaImage, deg: u32, nw: u32, nh: u32) -> Result<RgbaImage, 
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     fn p(s: &str) -> Result<Rotate, ProcessError> {
         parse_args(&Args::new("rotate", s.split(',').filter(|t| !t.is_empty())))

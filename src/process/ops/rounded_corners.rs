@@ -58,6 +58,7 @@ impl RoundedCorners {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     #[test]
     fn parse_and_apply() {

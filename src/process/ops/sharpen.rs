@@ -52,6 +52,7 @@ impl Sharpen {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     #[test]
     fn bounds() {

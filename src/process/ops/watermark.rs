@@ -162,6 +162,7 @@ impl fmt::Display for Watermark {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     fn p(s: &str) -> Result<Watermark, ProcessError> {
         parse_args(&Args::new("watermark", s.split(',')))
