@@ -6,6 +6,7 @@ mod access;
 mod binary;
 mod common;
 mod http_fit;
+mod images;
 mod metrics;
 mod origins;
 mod proxy;

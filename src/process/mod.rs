@@ -10,9 +10,31 @@
 //! - [`run`]`(src, pipeline, ctx) -> Result<Output, ProcessError>`: CPU work, called on the
 //!   blocking pool.
 //! - [`ProcessError`]: `status()`, `code()`, `ec()`, `message()` for `error.rs`.
+//!
+//! Layout: `parse.rs` tokenises the value and dispatches to `ops/<action>.rs`, each of
+//! which owns its typed parameters, `parse_args`, canonical `Display` and `apply`;
+//! `pipeline.rs` holds [`Pipeline`] and the execution loop; `codec.rs` sniffs, probes
+//! (limits are checked from the header, before any pixel buffer is allocated), decodes
+//! and encodes. The behaviour follows `spec/oss-image-processing.md`; `[decision]`
+//! points of the spec are repeated in the doc comments where they are implemented.
 
 use std::collections::HashMap;
 use std::time::Instant;
+
+pub(crate) mod codec;
+pub(crate) mod picture;
+pub(crate) mod ops;
+pub(crate) mod parse;
+pub(crate) mod pipeline;
+#[doc(hidden)]
+pub mod stages;
+
+#[cfg(test)]
+mod reference_tests;
+#[cfg(test)]
+mod tests;
+
+pub use pipeline::Pipeline;
 
 /// Named styles from the config file: name → `image/...` chain.
 pub type Styles = HashMap<String, String>;
@@ -44,19 +66,6 @@ impl Default for Limits {
     }
 }
 
-/// A parsed processing chain.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Pipeline {
-    raw: String,
-}
-
-impl Pipeline {
-    /// Canonical spelling, used in the cache key.
-    pub fn canonical(&self) -> String {
-        self.raw.clone()
-    }
-}
-
 /// Per-run context.
 #[derive(Debug, Clone, Copy)]
 pub struct RunContext<'a> {
@@ -76,7 +85,11 @@ pub struct Output {
 }
 
 /// Why processing failed.
-#[derive(Debug, thiserror::Error)]
+///
+/// The HTTP status, OSS `Code` and `EC` follow spec §5. Parameter errors use the
+/// observed OSS message template
+/// `The value: <v> of parameter: <p> is invalid.reason:<reason>`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{code}: {message}")]
 pub struct ProcessError {
     status: u16,
@@ -102,25 +115,79 @@ impl ProcessError {
     pub fn message(&self) -> String {
         self.message.clone()
     }
+
+    pub(crate) fn new(
+        status: u16,
+        code: &'static str,
+        ec: Option<&'static str>,
+        message: impl Into<String>,
+    ) -> Self {
+        ProcessError { status, code, ec, message: message.into() }
+    }
+
+    /// 400 `InvalidArgument` with the OSS parameter message template.
+    pub(crate) fn invalid(param: &str, value: &str, reason: &str, ec: Option<&'static str>) -> Self {
+        Self::new(
+            400,
+            "InvalidArgument",
+            ec,
+            format!("The value: {value} of parameter: {param} is invalid.reason:{reason}"),
+        )
+    }
+
+    /// 400 `InvalidArgument` with a free message (unknown operation, bad chain shape).
+    pub(crate) fn invalid_msg(msg: impl Into<String>, ec: Option<&'static str>) -> Self {
+        Self::new(400, "InvalidArgument", ec, msg)
+    }
+
+    /// 400 `MissingArgument`: a required parameter is absent.
+    pub(crate) fn missing(op: &str, param: &str, ec: Option<&'static str>) -> Self {
+        Self::new(
+            400,
+            "MissingArgument",
+            ec,
+            format!("Missing argument: parameter {param} of operation {op} is required."),
+        )
+    }
+
+    /// 400 `BadRequest`: undecodable source, crop outside the image, base64 errors.
+    pub(crate) fn bad_request(msg: impl Into<String>, ec: Option<&'static str>) -> Self {
+        Self::new(400, "BadRequest", ec, msg)
+    }
+
+    /// 400 `ImageTooLarge`: a source or output limit was exceeded.
+    pub(crate) fn too_large(msg: impl Into<String>, ec: Option<&'static str>) -> Self {
+        Self::new(400, "ImageTooLarge", ec, msg)
+    }
+
+    /// 501 `NotImplemented`.
+    pub(crate) fn not_implemented(msg: impl Into<String>) -> Self {
+        Self::new(501, "NotImplemented", None, msg)
+    }
+
+    /// 500 `InternalError`: an encoder or resizer failed on valid input (a bug).
+    pub(crate) fn internal(msg: impl Into<String>) -> Self {
+        Self::new(500, "InternalError", None, msg)
+    }
+
+    /// The deadline passed between two steps.
+    pub(crate) fn timeout() -> Self {
+        Self::new(504, "RequestTimeout", None, "Image processing exceeded its deadline.")
+    }
 }
 
-/// Parses an `x-oss-process` value.
+/// Parses an `x-oss-process` value (already percent-decoded once).
 ///
 /// # Errors
-/// A 4xx `ProcessError` naming the operation and parameter.
-pub fn parse(value: &str, _styles: &Styles, _limits: &Limits) -> Result<Pipeline, ProcessError> {
-    Err(ProcessError {
-        status: 501,
-        code: "NotImplemented",
-        ec: None,
-        message: format!("image processing is not implemented yet ({value})"),
-    })
+/// A 4xx `ProcessError` naming the operation and parameter (spec §1.2, §5).
+pub fn parse(value: &str, styles: &Styles, limits: &Limits) -> Result<Pipeline, ProcessError> {
+    parse::parse(value, styles, limits)
 }
 
 /// Runs a pipeline on source bytes.
 ///
 /// # Errors
 /// A `ProcessError` for undecodable sources, limits and failed operations.
-pub fn run(_src: &[u8], _pipeline: &Pipeline, _ctx: &RunContext<'_>) -> Result<Output, ProcessError> {
-    Err(ProcessError { status: 501, code: "NotImplemented", ec: None, message: "not implemented".into() })
+pub fn run(src: &[u8], pipeline: &Pipeline, ctx: &RunContext<'_>) -> Result<Output, ProcessError> {
+    pipeline::run(src, pipeline, ctx)
 }

@@ -1,0 +1,780 @@
+//! Sniffing, probing, decoding and encoding.
+//!
+//! Order of work for a source (spec §2): [`probe`] sniffs the format from magic bytes
+//! (never from the key or Content-Type), reads only the header and metadata, and checks
+//! every limit (bytes, per-side 30 000 px, pixels, frames) **before** a pixel buffer is
+//! allocated. [`decode`] then produces a [`Picture`]:
+//! - JPEG goes through libjpeg-turbo (`turbojpeg`) with DCT shrink-on-load (1/2, 1/4,
+//!   1/8) chosen by the caller from the final target size; CMYK/YCCK (Adobe-inverted)
+//!   JPEGs are decoded to CMYK and converted to RGB here, greyscale is expanded to RGB.
+//! - PNG, GIF, WebP, BMP and TIFF use the `image` crate with its allocation limits set;
+//!   16-bit, grey and palette images are normalised to 8-bit RGB/RGBA.
+//! - Animated GIF and WebP keep all frames (composited, with delays) when asked to.
+//!
+//! Colour management: [decision] ICC profiles are not converted; an RGB profile is
+//! carried into JPEG (APP2), PNG (iCCP), WebP (ICCP) and TIFF outputs so colours keep
+//! their meaning. Profiles of another colour space (CMYK, grey) no longer describe the
+//! RGB pixels after conversion and are dropped; BMP and GIF cannot carry a profile.
+
+use std::io::Cursor;
+
+use image::codecs::{bmp, gif, png, tiff, webp as iwebp};
+use image::{AnimationDecoder, DynamicImage, ExtendedColorType, ImageDecoder, ImageEncoder};
+
+use super::ops::format::Format;
+use super::picture::{self, Frame, Picture};
+use super::{Limits, ProcessError};
+
+/// OSS limit on either side of a source (spec §2.2).
+pub(crate) const MAX_SOURCE_SIDE: u32 = 30_000;
+
+/// Detects the format from magic bytes.
+pub(crate) fn sniff(src: &[u8]) -> Option<Format> {
+    match src {
+        [0xFF, 0xD8, 0xFF, ..] => Some(Format::Jpg),
+        [0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, ..] => Some(Format::Png),
+        [b'G', b'I', b'F', b'8', b'7' | b'9', b'a', ..] => Some(Format::Gif),
+        [b'R', b'I', b'F', b'F', _, _, _, _, b'W', b'E', b'B', b'P', ..] => Some(Format::Webp),
+        [b'B', b'M', ..] if src.len() > 26 => Some(Format::Bmp),
+        [b'I', b'I', 42, 0, ..] | [b'M', b'M', 0, 42, ..] => Some(Format::Tiff),
+        _ => None,
+    }
+}
+
+/// What the header and metadata say, before any pixel is decoded.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Meta {
+    /// Stored width.
+    pub width: u32,
+    /// Stored height.
+    pub height: u32,
+    /// Number of frames (1 for stills).
+    pub frames: u32,
+    /// EXIF orientation 1–8 (1 when absent or invalid).
+    pub orientation: u8,
+    /// Embedded ICC profile.
+    pub icc: Option<Vec<u8>>,
+    /// EXIF as TIFF bytes (`II*\0…` / `MM\0*…`), without the `Exif\0\0` prefix.
+    pub exif: Option<Vec<u8>>,
+    /// JFIF density: (units, x, y).
+    pub jfif_density: Option<(u8, u16, u16)>,
+    /// Estimated JPEG quality (from the luminance quantisation table).
+    pub jpeg_quality: Option<u8>,
+    /// JPEG with an Adobe APP14 marker (CMYK values stored inverted).
+    pub adobe: bool,
+}
+
+/// A probed source: its format and metadata.
+#[derive(Debug, Clone)]
+pub(crate) struct Probe {
+    /// Sniffed format.
+    pub format: Format,
+    /// Header facts.
+    pub meta: Meta,
+}
+
+fn unsupported() -> ProcessError {
+    ProcessError::bad_request("The source is not a supported image format.", Some("0040-00000005"))
+}
+
+fn corrupt(detail: impl std::fmt::Display) -> ProcessError {
+    ProcessError::bad_request(format!("The source image cannot be decoded: {detail}"), None)
+}
+
+/// Maps an `image` crate error: limit errors are 400 ImageTooLarge, the rest 400 BadRequest.
+fn image_err(e: image::ImageError) -> ProcessError {
+    match e {
+        image::ImageError::Limits(_) => {
+            ProcessError::too_large("The source image exceeds the pixel limit.", Some("0040-00000012"))
+        }
+        image::ImageError::Unsupported(_) => unsupported(),
+        other => corrupt(other),
+    }
+}
+
+/// Reads the header and checks the source limits (spec §2.2).
+///
+/// # Errors
+/// 400 `ImageTooLarge` for limit violations, 400 `BadRequest` for unknown or broken data.
+pub(crate) fn probe(src: &[u8], limits: &Limits) -> Result<Probe, ProcessError> {
+    if src.len() as u64 > limits.max_source_bytes {
+        return Err(ProcessError::too_large(
+            format!("The source object exceeds {} bytes.", limits.max_source_bytes),
+            None,
+        ));
+    }
+    let format = sniff(src).ok_or_else(unsupported)?;
+    let mut meta = match format {
+        Format::Jpg => probe_jpeg(src)?,
+        _ => probe_other(src, format)?,
+    };
+    if meta.orientation == 0 || meta.orientation > 8 {
+        meta.orientation = 1;
+    }
+    check_source(&meta, format, limits)?;
+    Ok(Probe { format, meta })
+}
+
+fn check_source(meta: &Meta, format: Format, limits: &Limits) -> Result<(), ProcessError> {
+    if meta.width == 0 || meta.height == 0 {
+        return Err(corrupt("zero-sized image"));
+    }
+    if meta.width > MAX_SOURCE_SIDE || meta.height > MAX_SOURCE_SIDE {
+        let ec = if format == Format::Bmp { "0040-00000017" } else { "0040-00000009" };
+        return Err(ProcessError::too_large(
+            format!("The source image {}x{} exceeds 30000 pixels per side.", meta.width, meta.height),
+            Some(ec),
+        ));
+    }
+    if meta.frames > limits.max_frames {
+        return Err(ProcessError::too_large(
+            format!("The source image has more than {} frames.", limits.max_frames),
+            Some("0040-00000012"),
+        ));
+    }
+    let px = u64::from(meta.width) * u64::from(meta.height) * u64::from(meta.frames.max(1));
+    if px > limits.max_source_pixels {
+        return Err(ProcessError::too_large(
+            format!("The source image exceeds {} pixels.", limits.max_source_pixels),
+            Some("0040-00000012"),
+        ));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- JPEG metadata
+
+/// libjpeg's standard luminance quantisation table (natural order; only its sum is used).
+const STD_LUMA: [u32; 64] = [
+    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
+    14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113,
+    92, 49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99,
+];
+
+/// Estimates the IJG quality that produced a luminance table, by comparing table sums with
+/// the libjpeg scaling of the standard table (the ImageMagick approach, simplified).
+pub(crate) fn estimate_quality(table_sum: u32) -> u8 {
+    let mut best = (u32::MAX, 75u8);
+    for q in 1..=100u32 {
+        let scale = if q < 50 { 5000 / q } else { 200 - 2 * q };
+        let sum: u32 = STD_LUMA.iter().map(|&v| ((v * scale + 50) / 100).clamp(1, 255)).sum();
+        let d = sum.abs_diff(table_sum);
+        if d <= best.0 {
+            best = (d, q as u8);
+        }
+    }
+    best.1
+}
+
+/// Walks JPEG marker segments up to the first scan, collecting metadata.
+fn probe_jpeg(src: &[u8]) -> Result<Meta, ProcessError> {
+    let header = turbojpeg::read_header(src).map_err(corrupt)?;
+    let mut meta = Meta {
+        width: u32::try_from(header.width).map_err(|_| corrupt("width"))?,
+        height: u32::try_from(header.height).map_err(|_| corrupt("height"))?,
+        frames: 1,
+        ..Meta::default()
+    };
+    let mut icc_chunks: Vec<(u8, Vec<u8>)> = Vec::new();
+    let mut i = 2usize;
+    while i + 4 <= src.len() {
+        if src[i] != 0xFF {
+            break;
+        }
+        let marker = src[i + 1];
+        if marker == 0xFF {
+            i += 1; // fill byte
+            continue;
+        }
+        if marker == 0xD8 || (0xD0..=0xD7).contains(&marker) || marker == 0x01 {
+            i += 2;
+            continue;
+        }
+        if marker == 0xDA || marker == 0xD9 {
+            break;
+        }
+        let len = usize::from(u16::from_be_bytes([src[i + 2], src[i + 3]]));
+        let end = i + 2 + len;
+        if len < 2 || end > src.len() {
+            break;
+        }
+        let payload = &src[i + 4..end];
+        match marker {
+            0xE0 if payload.starts_with(b"JFIF\0") && payload.len() >= 12 => {
+                let d = &payload[5..];
+                meta.jfif_density = Some((
+                    d[2],
+                    u16::from_be_bytes([d[3], d[4]]),
+                    u16::from_be_bytes([d[5], d[6]]),
+                ));
+            }
+            0xE1 if payload.starts_with(b"Exif\0\0") && meta.exif.is_none() => {
+                meta.exif = Some(payload[6..].to_vec());
+            }
+            0xE2 if payload.starts_with(b"ICC_PROFILE\0") && payload.len() > 14 => {
+                icc_chunks.push((payload[12], payload[14..].to_vec()));
+            }
+            0xEE if payload.starts_with(b"Adobe") => meta.adobe = true,
+            0xDB => {
+                // One or more tables: Pq|Tq, then 64 entries of 1 or 2 bytes.
+                let mut p = 0usize;
+                while p < payload.len() {
+                    let pq = payload[p] >> 4;
+                    let tq = payload[p] & 0x0F;
+                    let n = if pq == 0 { 64 } else { 128 };
+                    let Some(t) = payload.get(p + 1..p + 1 + n) else { break };
+                    if tq == 0 && meta.jpeg_quality.is_none() {
+                        let sum: u32 = if pq == 0 {
+                            t.iter().map(|&v| u32::from(v)).sum()
+                        } else {
+                            t.chunks_exact(2).map(|c| u32::from(u16::from_be_bytes([c[0], c[1]]))).sum()
+                        };
+                        meta.jpeg_quality = Some(estimate_quality(sum));
+                    }
+                    p += 1 + n;
+                }
+            }
+            _ => {}
+        }
+        i = end;
+    }
+    if !icc_chunks.is_empty() {
+        icc_chunks.sort_by_key(|c| c.0);
+        meta.icc = Some(icc_chunks.into_iter().flat_map(|c| c.1).collect());
+    }
+    meta.orientation = orientation_from_exif(meta.exif.as_deref());
+    Ok(meta)
+}
+
+fn orientation_from_exif(exif: Option<&[u8]>) -> u8 {
+    exif.and_then(image::metadata::Orientation::from_exif_chunk)
+        .map(|o| o.to_exif())
+        .unwrap_or(1)
+}
+
+// ---------------------------------------------------------------- other formats
+
+fn image_limits(limits: &Limits) -> image::Limits {
+    let mut l = image::Limits::default();
+    l.max_image_width = Some(MAX_SOURCE_SIDE);
+    l.max_image_height = Some(MAX_SOURCE_SIDE);
+    // Room for a 16-bit RGBA decode of the largest allowed image, capped at 4 GiB.
+    l.max_alloc = Some(limits.max_source_pixels.saturating_mul(8).min(4 << 30));
+    l
+}
+
+/// Counts GIF frames by walking the block structure (no LZW decoding).
+pub(crate) fn gif_frame_count(src: &[u8]) -> u32 {
+    let mut i = 13usize;
+    if src.len() < 13 {
+        return 0;
+    }
+    if src[10] & 0x80 != 0 {
+        i += 3 << ((src[10] & 7) + 1);
+    }
+    let skip_blocks = |mut i: usize| -> Option<usize> {
+        loop {
+            let n = usize::from(*src.get(i)?);
+            i += 1;
+            if n == 0 {
+                return Some(i);
+            }
+            i += n;
+        }
+    };
+    let mut count = 0;
+    while let Some(&b) = src.get(i) {
+        match b {
+            0x2C => {
+                count += 1;
+                let Some(&packed) = src.get(i + 9) else { break };
+                i += 10;
+                if packed & 0x80 != 0 {
+                    i += 3 << ((packed & 7) + 1);
+                }
+                i += 1; // LZW minimum code size
+                match skip_blocks(i) {
+                    Some(n) => i = n,
+                    None => break,
+                }
+            }
+            0x21 => match skip_blocks(i + 2) {
+                Some(n) => i = n,
+                None => break,
+            },
+            _ => break,
+        }
+    }
+    count
+}
+
+/// Counts `ANMF` chunks of an animated WebP (1 for stills).
+pub(crate) fn webp_frame_count(src: &[u8]) -> u32 {
+    let mut i = 12usize;
+    let mut n = 0;
+    while i + 8 <= src.len() {
+        let id = &src[i..i + 4];
+        let len = u32::from_le_bytes([src[i + 4], src[i + 5], src[i + 6], src[i + 7]]) as usize;
+        if id == b"ANMF" {
+            n += 1;
+        }
+        i = i.saturating_add(8).saturating_add(len).saturating_add(len & 1);
+    }
+    n.max(1)
+}
+
+fn probe_other(src: &[u8], format: Format) -> Result<Meta, ProcessError> {
+    let mut meta = Meta { frames: 1, ..Meta::default() };
+    let cur = Cursor::new(src);
+    macro_rules! fill {
+        ($dec:expr) => {{
+            let mut d = $dec.map_err(image_err)?;
+            let (w, h) = d.dimensions();
+            meta.width = w;
+            meta.height = h;
+            meta.icc = d.icc_profile().ok().flatten();
+            meta.exif = d.exif_metadata().ok().flatten();
+        }};
+    }
+    match format {
+        Format::Png => fill!(png::PngDecoder::new(cur)),
+        Format::Gif => {
+            fill!(gif::GifDecoder::new(cur));
+            meta.frames = gif_frame_count(src).max(1);
+        }
+        Format::Webp => {
+            fill!(iwebp::WebPDecoder::new(cur));
+            meta.frames = webp_frame_count(src);
+        }
+        Format::Bmp => fill!(bmp::BmpDecoder::new(cur)),
+        Format::Tiff => fill!(tiff::TiffDecoder::new(cur)),
+        Format::Jpg => return Err(unsupported()),
+    }
+    // WebP EXIF chunks may keep the "Exif\0\0" prefix.
+    if let Some(e) = &meta.exif {
+        if e.starts_with(b"Exif\0\0") {
+            meta.exif = Some(e[6..].to_vec());
+        }
+    }
+    if format == Format::Tiff && meta.exif.is_none() {
+        // A TIFF file is its own EXIF-style IFD structure.
+        meta.exif = Some(src.to_vec());
+    }
+    meta.orientation = orientation_from_exif(meta.exif.as_deref());
+    Ok(meta)
+}
+
+// ---------------------------------------------------------------- decode
+
+/// Picks the JPEG DCT scaling denominator (1, 2, 4, 8): the largest 1/2ⁿ that keeps the
+/// decoded image at least twice the target on both axes (libvips' rule; ≥ 50 dB from a
+/// full decode in our measurements).
+pub(crate) fn shrink_factor(src: (u32, u32), target: (u32, u32)) -> u32 {
+    let mut best = 1;
+    for d in [2u32, 4, 8] {
+        let (w, h) = (src.0.div_ceil(d), src.1.div_ceil(d));
+        if u64::from(w) >= 2 * u64::from(target.0) && u64::from(h) >= 2 * u64::from(target.1) {
+            best = d;
+        }
+    }
+    best
+}
+
+/// Decodes a probed source.
+///
+/// `shrink` is the JPEG DCT scaling denominator (ignored for other formats); with
+/// `all_frames` false only the first frame of an animation is decoded.
+///
+/// # Errors
+/// 400 `BadRequest` for corrupt data, 400 `ImageTooLarge` for limits hit while decoding.
+pub(crate) fn decode(
+    src: &[u8],
+    probe: &Probe,
+    shrink: u32,
+    all_frames: bool,
+    limits: &Limits,
+) -> Result<Picture, ProcessError> {
+    let cur = Cursor::new(src);
+    let lim = image_limits(limits);
+    let still = |mut d: Box<dyn FnMut() -> Result<DynamicImage, ProcessError>>| -> Result<Picture, ProcessError> {
+        Ok(Picture::still(picture::normalize(d()?)))
+    };
+    match probe.format {
+        Format::Jpg => Ok(Picture::still(decode_jpeg(src, &probe.meta, shrink)?)),
+        Format::Png => still(Box::new(move || {
+            let mut d = png::PngDecoder::new(cur.clone()).map_err(image_err)?;
+            d.set_limits(lim.clone()).map_err(image_err)?;
+            DynamicImage::from_decoder(d).map_err(image_err)
+        })),
+        Format::Bmp => still(Box::new(move || {
+            let mut d = bmp::BmpDecoder::new(cur.clone()).map_err(image_err)?;
+            d.set_limits(lim.clone()).map_err(image_err)?;
+            DynamicImage::from_decoder(d).map_err(image_err)
+        })),
+        Format::Tiff => still(Box::new(move || {
+            let mut d = tiff::TiffDecoder::new(cur.clone()).map_err(image_err)?;
+            d.set_limits(lim.clone()).map_err(image_err)?;
+            DynamicImage::from_decoder(d).map_err(image_err)
+        })),
+        Format::Gif => {
+            let mut d = gif::GifDecoder::new(cur).map_err(image_err)?;
+            d.set_limits(lim).map_err(image_err)?;
+            collect_frames(d.into_frames(), all_frames, probe, limits)
+        }
+        Format::Webp => {
+            let mut d = iwebp::WebPDecoder::new(cur).map_err(image_err)?;
+            d.set_limits(lim).map_err(image_err)?;
+            if d.has_animation() {
+                collect_frames(d.into_frames(), all_frames, probe, limits)
+            } else {
+                Ok(Picture::still(picture::normalize(DynamicImage::from_decoder(d).map_err(image_err)?)))
+            }
+        }
+    }
+}
+
+fn collect_frames(
+    frames: image::Frames<'_>,
+    all: bool,
+    probe: &Probe,
+    limits: &Limits,
+) -> Result<Picture, ProcessError> {
+    let mut out = Vec::new();
+    let per_frame = u64::from(probe.meta.width) * u64::from(probe.meta.height);
+    for f in frames {
+        let f = f.map_err(image_err)?;
+        let (num, den) = f.delay().numer_denom_ms();
+        let delay_ms = num.checked_div(den).unwrap_or(0);
+        let buf = f.into_buffer();
+        let rgba = DynamicImage::ImageRgba8(buf);
+        out.push(Frame { img: picture::normalize(rgba), delay_ms });
+        if !all {
+            break;
+        }
+        // The probe counted frames from the block structure; enforce again while decoding.
+        if out.len() as u64 > u64::from(limits.max_frames)
+            || per_frame.saturating_mul(out.len() as u64) > limits.max_source_pixels
+        {
+            return Err(ProcessError::too_large("The animation exceeds the frame limit.", Some("0040-00000012")));
+        }
+    }
+    if out.is_empty() {
+        return Err(corrupt("no frames"));
+    }
+    // All frames are RGBA after compositing; drop alpha only if every frame is opaque
+    // is not worth a pass here: the encoder flattens when needed.
+    Ok(Picture { frames: out })
+}
+
+fn decode_jpeg(src: &[u8], meta: &Meta, shrink: u32) -> Result<DynamicImage, ProcessError> {
+    let mut d = turbojpeg::Decompressor::new().map_err(|e| ProcessError::internal(e.to_string()))?;
+    let header = d.read_header(src).map_err(corrupt)?;
+    let factor = turbojpeg::ScalingFactor::new(1, shrink.clamp(1, 8) as usize);
+    if shrink > 1 {
+        d.set_scaling_factor(factor).map_err(corrupt)?;
+    }
+    let scaled = if shrink > 1 { header.scaled(factor) } else { header };
+    let (w, h) = (scaled.width, scaled.height);
+    let cmyk = matches!(header.colorspace, turbojpeg::Colorspace::CMYK | turbojpeg::Colorspace::YCCK);
+    let (fmt, ch) = if cmyk { (turbojpeg::PixelFormat::CMYK, 4) } else { (turbojpeg::PixelFormat::RGB, 3) };
+    let (w32, h32) = (u32::try_from(w).map_err(|_| corrupt("width"))?, u32::try_from(h).map_err(|_| corrupt("height"))?);
+    let mut buf = picture::try_alloc(picture::buf_len(w32, h32, ch)?)?;
+    d.decompress(
+        src,
+        turbojpeg::Image { pixels: buf.as_mut_slice(), width: w, pitch: w * ch, height: h, format: fmt },
+    )
+    .map_err(corrupt)?;
+    if cmyk {
+        buf = cmyk_to_rgb(&buf, meta.adobe);
+    }
+    picture::from_raw(w32, h32, false, buf)
+}
+
+/// Naive CMYK → RGB (no CMS). Adobe (Photoshop) JPEGs store inverted values, so the
+/// decoded bytes are already `255 − C` etc. and `R = c·k/255`.
+pub(crate) fn cmyk_to_rgb(cmyk: &[u8], inverted: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(cmyk.len() / 4 * 3);
+    for px in cmyk.chunks_exact(4) {
+        let [mut c, mut m, mut y, mut k] = [px[0], px[1], px[2], px[3]].map(u32::from);
+        if !inverted {
+            (c, m, y, k) = (255 - c, 255 - m, 255 - y, 255 - k);
+        }
+        out.extend_from_slice(&[(c * k / 255) as u8, (m * k / 255) as u8, (y * k / 255) as u8]);
+    }
+    out
+}
+
+// ---------------------------------------------------------------- encode
+
+/// Encoder settings resolved from the pipeline.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct EncodeOptions {
+    /// 1–100, for JPEG and WebP.
+    pub quality: u8,
+    /// Progressive JPEG.
+    pub progressive: bool,
+    /// RGB ICC profile to embed.
+    pub icc: Option<Vec<u8>>,
+}
+
+/// True for an ICC profile whose data colour space is RGB (header bytes 16..20).
+pub(crate) fn is_rgb_icc(icc: &[u8]) -> bool {
+    icc.get(16..20) == Some(b"RGB ")
+}
+
+fn enc_err(e: impl std::fmt::Display) -> ProcessError {
+    ProcessError::internal(format!("encode: {e}"))
+}
+
+/// Encodes a picture. Animated pictures stay animated for GIF and WebP outputs; other
+/// formats get the first frame.
+pub(crate) fn encode(pic: &Picture, fmt: Format, opts: &EncodeOptions) -> Result<Vec<u8>, ProcessError> {
+    let first = pic.first().ok_or_else(|| ProcessError::internal("empty picture"))?;
+    if pic.is_animated() {
+        match fmt {
+            Format::Gif => return encode_gif(pic),
+            Format::Webp => return encode_webp_anim(pic, opts),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    match fmt {
+        Format::Jpg => out = encode_jpeg(first, opts)?,
+        Format::Webp => out = encode_webp(first, opts)?,
+        Format::Png => {
+            let mut e = png::PngEncoder::new_with_quality(&mut out, png::CompressionType::Fast, png::FilterType::Adaptive);
+            if let Some(icc) = &opts.icc {
+                // PNG iCCP; an encoder refusal only loses the profile, never the image.
+                let _ = e.set_icc_profile(icc.clone());
+            }
+            e.write_image(first.as_bytes(), first.width(), first.height(), ext_color(first))
+                .map_err(enc_err)?;
+        }
+        Format::Bmp => {
+            bmp::BmpEncoder::new(&mut out)
+                .encode(first.as_bytes(), first.width(), first.height(), ext_color(first))
+                .map_err(enc_err)?;
+        }
+        Format::Tiff => {
+            let mut cur = Cursor::new(&mut out);
+            let mut e = tiff::TiffEncoder::new(&mut cur);
+            if let Some(icc) = &opts.icc {
+                let _ = e.set_icc_profile(icc.clone());
+            }
+            e.write_image(first.as_bytes(), first.width(), first.height(), ext_color(first))
+                .map_err(enc_err)?;
+        }
+        Format::Gif => out = encode_gif(pic)?,
+    }
+    Ok(out)
+}
+
+fn ext_color(img: &DynamicImage) -> ExtendedColorType {
+    if img.color().has_alpha() {
+        ExtendedColorType::Rgba8
+    } else {
+        ExtendedColorType::Rgb8
+    }
+}
+
+/// JPEG via libjpeg-turbo, 4:2:0; alpha is flattened on white (spec §3).
+pub(crate) fn encode_jpeg(img: &DynamicImage, opts: &EncodeOptions) -> Result<Vec<u8>, ProcessError> {
+    let rgb_owned;
+    let rgb = match img {
+        DynamicImage::ImageRgb8(i) => i,
+        other => {
+            rgb_owned = picture::flatten_white(other.clone());
+            &rgb_owned
+        }
+    };
+    let (w, h) = (rgb.width() as usize, rgb.height() as usize);
+    let mut c = turbojpeg::Compressor::new().map_err(enc_err)?;
+    c.set_quality(i32::from(opts.quality.clamp(1, 100))).map_err(enc_err)?;
+    c.set_subsamp(turbojpeg::Subsamp::Sub2x2).map_err(enc_err)?;
+    if opts.progressive {
+        c.set_progressive(true).map_err(enc_err)?;
+    }
+    let jpeg = c
+        .compress_to_vec(turbojpeg::Image {
+            pixels: rgb.as_raw().as_slice(),
+            width: w,
+            pitch: w * 3,
+            height: h,
+            format: turbojpeg::PixelFormat::RGB,
+        })
+        .map_err(enc_err)?;
+    Ok(match &opts.icc {
+        Some(icc) => insert_jpeg_icc(&jpeg, icc),
+        None => jpeg,
+    })
+}
+
+/// Inserts an ICC profile as APP2 `ICC_PROFILE` segments after SOI and any APP0.
+pub(crate) fn insert_jpeg_icc(jpeg: &[u8], icc: &[u8]) -> Vec<u8> {
+    const MAX: usize = 65_519; // 65535 − 2 (length) − 14 (signature + seq + count)
+    let chunks: Vec<&[u8]> = icc.chunks(MAX).collect();
+    if chunks.is_empty() || chunks.len() > 255 || jpeg.len() < 4 {
+        return jpeg.to_vec();
+    }
+    // Position after SOI and a JFIF APP0 segment, if any.
+    let mut pos = 2;
+    if jpeg.get(2..4) == Some(&[0xFF, 0xE0]) {
+        if let Some(l) = jpeg.get(4..6) {
+            pos = 4 + usize::from(u16::from_be_bytes([l[0], l[1]]));
+        }
+    }
+    if pos > jpeg.len() {
+        return jpeg.to_vec();
+    }
+    let mut out = Vec::with_capacity(jpeg.len() + icc.len() + 18 * chunks.len());
+    out.extend_from_slice(&jpeg[..pos]);
+    let n = chunks.len() as u8;
+    for (i, c) in chunks.iter().enumerate() {
+        let len = (c.len() + 16) as u16;
+        out.extend_from_slice(&[0xFF, 0xE2]);
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(b"ICC_PROFILE\0");
+        out.extend_from_slice(&[i as u8 + 1, n]);
+        out.extend_from_slice(c);
+    }
+    out.extend_from_slice(&jpeg[pos..]);
+    out
+}
+
+fn webp_config(quality: u8, alpha: bool) -> Result<webp::WebPConfig, ProcessError> {
+    let mut cfg = webp::WebPConfig::new().map_err(|_| enc_err("webp config"))?;
+    cfg.quality = f32::from(quality.clamp(1, 100));
+    // Method ≤ 4 (method 6 with alpha takes seconds); lower for RGBA, whose lossless
+    // alpha plane dominates the cost.
+    cfg.method = if alpha { 2 } else { 4 };
+    Ok(cfg)
+}
+
+/// Lossy WebP via libwebp.
+pub(crate) fn encode_webp(img: &DynamicImage, opts: &EncodeOptions) -> Result<Vec<u8>, ProcessError> {
+    let alpha = img.color().has_alpha() && picture::has_transparency(img);
+    let rgb_owned;
+    let enc = if img.color().has_alpha() && alpha {
+        webp::Encoder::from_rgba(img.as_bytes(), img.width(), img.height())
+    } else if img.color().has_alpha() {
+        // Opaque RGBA: drop the alpha plane, it only costs time and bytes.
+        rgb_owned = picture::flatten_white(img.clone());
+        webp::Encoder::from_rgb(rgb_owned.as_raw(), img.width(), img.height())
+    } else {
+        webp::Encoder::from_rgb(img.as_bytes(), img.width(), img.height())
+    };
+    let cfg = webp_config(opts.quality, alpha)?;
+    let mem = enc.encode_advanced(&cfg).map_err(|e| enc_err(format!("{e:?}")))?;
+    let bytes = mem.to_vec();
+    Ok(match &opts.icc {
+        Some(icc) => add_webp_icc(&bytes, icc, img.width(), img.height(), alpha).unwrap_or(bytes),
+        None => bytes,
+    })
+}
+
+/// Rewrites a WebP container as VP8X with an `ICCP` chunk.
+fn add_webp_icc(webp: &[u8], icc: &[u8], w: u32, h: u32, alpha: bool) -> Option<Vec<u8>> {
+    if webp.len() < 12 || &webp[..4] != b"RIFF" {
+        return None;
+    }
+    let mut chunks: Vec<&[u8]> = Vec::new();
+    let mut flags = 0x20u8; // ICC
+    if alpha {
+        flags |= 0x10;
+    }
+    let mut i = 12;
+    while i + 8 <= webp.len() {
+        let len = u32::from_le_bytes(webp[i + 4..i + 8].try_into().ok()?) as usize;
+        let end = i.checked_add(8)?.checked_add(len)?.checked_add(len & 1)?.min(webp.len());
+        let id = &webp[i..i + 4];
+        if id == b"VP8X" {
+            if let Some(&f) = webp.get(i + 8) {
+                flags |= f;
+            }
+        } else {
+            chunks.push(&webp[i..end]);
+        }
+        i = end;
+    }
+    let mut body = Vec::with_capacity(webp.len() + icc.len() + 32);
+    body.extend_from_slice(b"WEBP");
+    body.extend_from_slice(b"VP8X");
+    body.extend_from_slice(&10u32.to_le_bytes());
+    body.extend_from_slice(&[flags, 0, 0, 0]);
+    body.extend_from_slice(&(w.checked_sub(1)?).to_le_bytes()[..3]);
+    body.extend_from_slice(&(h.checked_sub(1)?).to_le_bytes()[..3]);
+    body.extend_from_slice(b"ICCP");
+    body.extend_from_slice(&(icc.len() as u32).to_le_bytes());
+    body.extend_from_slice(icc);
+    if icc.len() % 2 == 1 {
+        body.push(0);
+    }
+    for c in chunks {
+        body.extend_from_slice(c);
+    }
+    let mut out = Vec::with_capacity(body.len() + 8);
+    out.extend_from_slice(b"RIFF");
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    out.extend_from_slice(&body);
+    Some(out)
+}
+
+/// Animated WebP via libwebp's WebPAnimEncoder (frame delays kept, infinite loop).
+fn encode_webp_anim(pic: &Picture, opts: &EncodeOptions) -> Result<Vec<u8>, ProcessError> {
+    let (w, h) = pic.dims();
+    let cfg = webp_config(opts.quality, true)?;
+    let rgba: Vec<image::RgbaImage> = pic.frames.iter().map(|f| picture::to_rgba(f.img.clone())).collect();
+    let mut enc = webp::AnimEncoder::new(w, h, &cfg);
+    enc.set_loop_count(0);
+    let mut t: i32 = 0;
+    for (f, px) in pic.frames.iter().zip(rgba.iter()) {
+        enc.add_frame(webp::AnimFrame::from_rgba(px.as_raw(), w, h, t));
+        t = t.saturating_add(i32::try_from(f.delay_ms.max(1)).unwrap_or(i32::MAX));
+    }
+    let mem = enc.try_encode().map_err(|e| enc_err(format!("{e:?}")))?;
+    Ok(mem.to_vec())
+}
+
+/// GIF via the `image` crate (NeuQuant palette per frame), delays kept, infinite loop.
+fn encode_gif(pic: &Picture) -> Result<Vec<u8>, ProcessError> {
+    let mut out = Vec::new();
+    {
+        let mut e = gif::GifEncoder::new_with_speed(&mut out, 10);
+        e.set_repeat(gif::Repeat::Infinite).map_err(enc_err)?;
+        for f in &pic.frames {
+            let delay = image::Delay::from_numer_denom_ms(f.delay_ms, 1);
+            let frame = image::Frame::from_parts(picture::to_rgba(f.img.clone()), 0, 0, delay);
+            e.encode_frame(frame).map_err(enc_err)?;
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    #[test]
+    fn quality_estimate_matches_libjpeg_tables() {
+        for q in [10u32, 50, 75, 80, 90, 95, 100] {
+            let scale = if q < 50 { 5000 / q } else { 200 - 2 * q };
+            let sum: u32 = STD_LUMA.iter().map(|&v| ((v * scale + 50) / 100).clamp(1, 255)).sum();
+            let est = estimate_quality(sum);
+            assert!((i32::from(est) - q as i32).abs() <= 1, "{q} → {est}");
+        }
+    }
+    #[test]
+    fn shrink_rule() {
+        assert_eq!(shrink_factor((5312, 2988), (400, 225)), 4);
+        assert_eq!(shrink_factor((800, 533), (400, 267)), 1);
+        assert_eq!(shrink_factor((800, 533), (200, 133)), 2);
+        assert_eq!(shrink_factor((8000, 8000), (10, 10)), 8);
+    }
+    #[test]
+    fn sniffing() {
+        assert_eq!(sniff(b"\xFF\xD8\xFF\xE0"), Some(Format::Jpg));
+        assert_eq!(sniff(b"GIF89a"), Some(Format::Gif));
+        assert_eq!(sniff(b"<html>"), None);
+        assert_eq!(sniff(b""), None);
+    }
+}

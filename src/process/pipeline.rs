@@ -1,0 +1,284 @@
+//! [`Pipeline`]: the parsed chain (pixel ops in URL order plus the encoder settings), its
+//! canonical spelling, and the execution loop behind [`crate::process::run`].
+//!
+//! Execution (spec §1.3): probe + limits → choose the JPEG shrink-on-load factor from the
+//! first `resize` → decode → EXIF orientation (before the first op, unless
+//! `auto-orient,0`) → ops left to right, checking the deadline between steps → encode in
+//! the final format (or JSON for `info` / `average-hue`).
+
+use std::time::Instant;
+
+use image::metadata::Orientation;
+
+use super::codec::{self, EncodeOptions};
+use super::ops::format::Format;
+use super::ops::quality::{self, Quality};
+use super::ops::resize::Plan;
+use super::ops::{self, Op};
+use super::{Output, ProcessError, RunContext};
+
+/// An operation that answers with JSON instead of an image; always last in the chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Terminal {
+    /// `info`
+    Info,
+    /// `average-hue`
+    AverageHue,
+}
+
+/// A parsed processing chain.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pipeline {
+    /// Pixel operations in URL order.
+    pub(crate) ops: Vec<Op>,
+    /// Apply EXIF orientation before the first op (default on, spec §2.3).
+    pub(crate) auto_orient: bool,
+    /// `format`: last one wins.
+    pub(crate) format: Option<Format>,
+    /// `quality`: last one wins.
+    pub(crate) quality: Option<Quality>,
+    /// `interlace`: last one wins.
+    pub(crate) interlace: Option<bool>,
+    /// `info` / `average-hue`.
+    pub(crate) terminal: Option<Terminal>,
+}
+
+impl Default for Pipeline {
+    fn default() -> Self {
+        Pipeline { ops: Vec::new(), auto_orient: true, format: None, quality: None, interlace: None, terminal: None }
+    }
+}
+
+impl Pipeline {
+    /// Canonical spelling, used in the cache key: `image/` + (`auto-orient,0` when
+    /// disabled) + the pixel ops in order, each with a fixed key order and explicit
+    /// defaults + `format` + `quality` + `interlace` (they apply wherever they appear) +
+    /// `info`/`average-hue`. Styles are expanded, so a style and its chain share a key.
+    pub fn canonical(&self) -> String {
+        let mut parts = vec!["image".to_string()];
+        if !self.auto_orient {
+            parts.push("auto-orient,0".into());
+        }
+        parts.extend(self.ops.iter().map(|o| o.to_string()));
+        if let Some(f) = self.format {
+            parts.push(format!("format,{}", f.as_str()));
+        }
+        if let Some(q) = self.quality {
+            parts.push(q.to_string());
+        }
+        if let Some(i) = self.interlace {
+            parts.push(format!("interlace,{}", u8::from(i)));
+        }
+        match self.terminal {
+            Some(Terminal::Info) => parts.push("info".into()),
+            Some(Terminal::AverageHue) => parts.push("average-hue".into()),
+            None => {}
+        }
+        parts.join("/")
+    }
+
+    /// True when the result is JSON (`info`, `average-hue`).
+    pub fn is_json(&self) -> bool {
+        self.terminal.is_some()
+    }
+
+    /// The Content-Type known before seeing the source: JSON results, or an explicit
+    /// `format` other than `gif` (which depends on the source, spec §4.12).
+    pub fn output_content_type_hint(&self) -> Option<&'static str> {
+        if self.is_json() {
+            return Some("application/json");
+        }
+        match self.format {
+            Some(Format::Gif) | None => None,
+            Some(f) => Some(f.mime()),
+        }
+    }
+
+    /// Number of pixel operations.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// True when there is no pixel operation.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+fn check_deadline(ctx: &RunContext<'_>) -> Result<(), ProcessError> {
+    match ctx.deadline {
+        Some(d) if Instant::now() >= d => Err(ProcessError::timeout()),
+        _ => Ok(()),
+    }
+}
+
+/// Output format: `format` if given, except that `format,gif` only applies to GIF
+/// sources (spec §4.12); otherwise the source format.
+pub(crate) fn output_format(p: &Pipeline, src: Format) -> Format {
+    match p.format {
+        Some(Format::Gif) if src != Format::Gif => src,
+        Some(f) => f,
+        None => src,
+    }
+}
+
+/// Runs a pipeline (see the module docs for the order of work).
+pub(crate) fn run(src: &[u8], p: &Pipeline, ctx: &RunContext<'_>) -> Result<Output, ProcessError> {
+    let limits = ctx.limits;
+    check_deadline(ctx)?;
+    let probe = codec::probe(src, limits)?;
+
+    // Standalone `info` describes the stored object without decoding pixels.
+    if p.terminal == Some(Terminal::Info) && p.ops.is_empty() && p.format.is_none() {
+        return Ok(json(ops::info::describe(src, &probe)));
+    }
+    if p.ops.iter().any(|o| matches!(o, Op::Watermark(_))) {
+        return Err(ProcessError::not_implemented("The watermark operation is not implemented yet."));
+    }
+
+    let orientation = if p.auto_orient { probe.meta.orientation } else { 1 };
+    let (sw, sh) = (probe.meta.width, probe.meta.height);
+    let oriented = if orientation >= 5 { (sh, sw) } else { (sw, sh) };
+    let out_fmt = output_format(p, probe.format);
+    let never_enlarge = probe.format == Format::Gif;
+    let keep_frames = probe.meta.frames > 1
+        && p.terminal != Some(Terminal::AverageHue)
+        && matches!(out_fmt, Format::Gif | Format::Webp)
+        && p.ops.iter().all(Op::keeps_animation);
+
+    // Shrink-on-load: the first resize decides how much resolution is needed.
+    let mut first_plan: Option<Plan> = None;
+    let mut shrink = 1;
+    if let Some(Op::Resize(r)) = p.ops.first() {
+        let plan = r.plan(oriented, never_enlarge, limits)?;
+        if probe.format == Format::Jpg {
+            shrink = codec::shrink_factor(oriented, plan.scaled_dims(oriented));
+        }
+        first_plan = Some(plan);
+    }
+
+    // Every size the chain will produce is known from the header: reject over-limit
+    // outputs (and crops outside the image) before decoding a single pixel.
+    predict_dims(p, oriented, never_enlarge, limits)?;
+
+    let mut pic = codec::decode(src, &probe, shrink, keep_frames, limits)?;
+    check_deadline(ctx)?;
+    if orientation != 1 {
+        if let Some(o) = Orientation::from_exif(orientation) {
+            for f in &mut pic.frames {
+                f.img.apply_orientation(o);
+            }
+        }
+    }
+
+    for (i, op) in p.ops.iter().enumerate() {
+        check_deadline(ctx)?;
+        if !op.keeps_animation() {
+            pic.make_static();
+        }
+        let dims = pic.dims();
+        // The first resize uses the plan computed on the stored (oriented) size, which
+        // may differ from `dims` after shrink-on-load.
+        let (plan, logical) = match (op, i, first_plan) {
+            (Op::Resize(_), 0, Some(plan)) => (Some(plan), oriented),
+            (Op::Resize(r), _, _) => (Some(r.plan(dims, never_enlarge, limits)?), dims),
+            _ => (None, dims),
+        };
+        for f in &mut pic.frames {
+            f.img = match op {
+                Op::Resize(r) => match plan {
+                    Some(plan) => r.apply_plan(&f.img, plan, logical)?,
+                    None => return Err(ProcessError::internal("resize without a plan")),
+                },
+                Op::Crop(c) => c.apply(&f.img)?,
+                Op::IndexCrop(c) => c.apply(&f.img)?,
+                Op::Circle(c) => c.apply(&f.img)?,
+                Op::RoundedCorners(c) => c.apply(&f.img)?,
+                Op::Rotate(r) => r.apply(&f.img, limits)?,
+                Op::Blur(b) => b.apply(&f.img)?,
+                Op::Bright(b) => b.apply(&f.img),
+                Op::Contrast(c) => c.apply(&f.img),
+                Op::Sharpen(s) => s.apply(&f.img)?,
+                Op::Watermark(_) => {
+                    return Err(ProcessError::not_implemented("The watermark operation is not implemented yet."))
+                }
+            };
+        }
+    }
+    check_deadline(ctx)?;
+    let (ow, oh) = pic.dims();
+    if u64::from(ow) * u64::from(oh) > limits.max_output_pixels {
+        return Err(ProcessError::too_large(
+            format!("The result image {ow}x{oh} exceeds the output limit."),
+            Some("0040-00000007"),
+        ));
+    }
+
+    if p.terminal == Some(Terminal::AverageHue) {
+        let img = pic.first().ok_or_else(|| ProcessError::internal("empty picture"))?;
+        return Ok(json(ops::average_hue::compute(img)?));
+    }
+
+    let src_q = if probe.format == Format::Jpg { probe.meta.jpeg_quality } else { None };
+    let opts = EncodeOptions {
+        quality: quality::effective(p.quality, src_q, out_fmt == Format::Webp),
+        progressive: p.interlace.unwrap_or(false),
+        icc: probe.meta.icc.clone().filter(|icc| codec::is_rgb_icc(icc)),
+    };
+    let bytes = codec::encode(&pic, out_fmt, &opts)?;
+    if p.terminal == Some(Terminal::Info) {
+        // `info` after other ops describes the processed result (spec §1.3).
+        let out_probe = codec::probe(&bytes, &super::Limits { max_source_bytes: u64::MAX, ..limits.clone() })?;
+        return Ok(json(ops::info::describe(&bytes, &out_probe)));
+    }
+    Ok(Output { bytes, content_type: out_fmt.mime() })
+}
+
+/// Walks the chain on sizes only (the same formulas the ops use) and checks the limits:
+/// resize/rotate output limits, rotate's 4096 px source limit, crop start inside the
+/// image, and `max_output_pixels` for the final size.
+fn predict_dims(
+    p: &Pipeline,
+    oriented: (u32, u32),
+    never_enlarge: bool,
+    limits: &super::Limits,
+) -> Result<(u32, u32), ProcessError> {
+    let mut d = oriented;
+    for op in &p.ops {
+        d = match op {
+            Op::Resize(r) => r.plan(d, never_enlarge, limits)?.out_dims(d),
+            Op::Crop(c) => {
+                let (_, _, w, h) = c.rect(d)?;
+                (w, h)
+            }
+            Op::IndexCrop(c) => c.rect(d)?.map(|(_, _, w, h)| (w, h)).unwrap_or(d),
+            Op::Circle(c) => {
+                let (_, _, side, _) = c.geometry(d);
+                (side, side)
+            }
+            Op::Rotate(r) if r.deg % 360 != 0 => {
+                if d.0 > 4096 || d.1 > 4096 {
+                    return Err(ProcessError::too_large(
+                        "The image to rotate must not exceed 4096 pixels per side.",
+                        Some("0040-00000006"),
+                    ));
+                }
+                let (w, h) = ops::rotate::rotated_dims(d.0, d.1, r.deg);
+                ops::check_output(w, h, limits)?;
+                (w as u32, h as u32)
+            }
+            _ => d,
+        };
+    }
+    if u64::from(d.0) * u64::from(d.1) > limits.max_output_pixels {
+        return Err(ProcessError::too_large(
+            format!("The result image {}x{} exceeds the output limit.", d.0, d.1),
+            Some("0040-00000007"),
+        ));
+    }
+    Ok(d)
+}
+
+fn json(bytes: Vec<u8>) -> Output {
+    Output { bytes, content_type: "application/json" }
+}

@@ -1,0 +1,57 @@
+//! Individual engine stages, exposed only for `benches/engine.rs` (hidden from docs; not
+//! part of the crate's contract). Each wraps the same code `run` uses.
+
+use image::DynamicImage;
+
+use super::codec::{self, EncodeOptions};
+use super::picture;
+use super::{Limits, ProcessError};
+
+/// A decoded image, opaque to callers.
+pub struct Decoded(DynamicImage);
+
+impl Decoded {
+    /// Width and height.
+    pub fn dims(&self) -> (u32, u32) {
+        (self.0.width(), self.0.height())
+    }
+}
+
+/// Probes and decodes a JPEG with the shrink-on-load factor chosen for a target width.
+///
+/// # Errors
+/// As `run`.
+pub fn decode_for_width(src: &[u8], target_w: u32) -> Result<Decoded, ProcessError> {
+    let probe = codec::probe(src, &Limits::default())?;
+    let (w, h) = (probe.meta.width, probe.meta.height);
+    let th = ((u64::from(h) * u64::from(target_w) + u64::from(w) / 2) / u64::from(w.max(1))) as u32;
+    let shrink = codec::shrink_factor((w, h), (target_w, th.max(1)));
+    let pic = codec::decode(src, &probe, shrink, false, &Limits::default())?;
+    pic.first().cloned().map(Decoded).ok_or_else(|| ProcessError::internal("no frame"))
+}
+
+/// Lanczos3 resize to a width, keeping the aspect ratio.
+///
+/// # Errors
+/// As `run`.
+pub fn resize_to_width(img: &Decoded, w: u32) -> Result<Decoded, ProcessError> {
+    let (sw, sh) = img.dims();
+    let h = ((u64::from(sh) * u64::from(w) + u64::from(sw) / 2) / u64::from(sw.max(1))) as u32;
+    picture::resample(&img.0, w, h.max(1), None).map(Decoded)
+}
+
+/// JPEG encode (libjpeg-turbo, 4:2:0).
+///
+/// # Errors
+/// As `run`.
+pub fn encode_jpeg(img: &Decoded, quality: u8) -> Result<Vec<u8>, ProcessError> {
+    codec::encode_jpeg(&img.0, &EncodeOptions { quality, ..EncodeOptions::default() })
+}
+
+/// Lossy WebP encode (libwebp).
+///
+/// # Errors
+/// As `run`.
+pub fn encode_webp(img: &Decoded, quality: u8) -> Result<Vec<u8>, ProcessError> {
+    codec::encode_webp(&img.0, &EncodeOptions { quality, ..EncodeOptions::default() })
+}

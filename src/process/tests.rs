@@ -1,0 +1,366 @@
+//! Engine tests: chain parsing and canonical keys, and whole runs on real corpus images
+//! (`../shared/corpus/`, see its MANIFEST.md). Per-op parameter tables live at the bottom
+//! of each `ops/*.rs`. Images are kept small because dev builds are slow at pixel work.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+
+use super::codec;
+use super::*;
+
+pub(crate) fn corpus(rel: &str) -> Vec<u8> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus").join(rel);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
+}
+
+fn styles() -> Styles {
+    let mut s = Styles::new();
+    s.insert("thumb".into(), "image/resize,w_100/format,webp".into());
+    s.insert("bad".into(), "video/snapshot".into());
+    s
+}
+
+fn pp(v: &str) -> Result<Pipeline, ProcessError> {
+    parse(v, &styles(), &Limits::default())
+}
+
+pub(crate) fn run_chain(src: &[u8], chain: &str) -> Result<Output, ProcessError> {
+    let p = pp(chain)?;
+    let limits = Limits::default();
+    run(src, &p, &RunContext { limits: &limits, deadline: None })
+}
+
+pub(crate) fn decode_out(out: &Output) -> image::DynamicImage {
+    image::load_from_memory(&out.bytes).or_else(|_| {
+        // JPEG output: the image crate is built without its JPEG decoder.
+        let img = turbojpeg::decompress(&out.bytes, turbojpeg::PixelFormat::RGB).map_err(|e| e.to_string())?;
+        image::RgbImage::from_raw(img.width as u32, img.height as u32, img.pixels)
+            .map(image::DynamicImage::ImageRgb8)
+            .ok_or_else(|| "size".to_string())
+    }).unwrap()
+}
+
+fn dims(src: &[u8], chain: &str) -> (u32, u32) {
+    let o = run_chain(src, chain).unwrap();
+    let d = decode_out(&o);
+    (d.width(), d.height())
+}
+
+/// PSNR between two RGB images of the same size.
+pub(crate) fn psnr(a: &image::RgbImage, b: &image::RgbImage) -> f64 {
+    assert_eq!(a.dimensions(), b.dimensions());
+    let mse: f64 = a.as_raw().iter().zip(b.as_raw()).map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2)).sum::<f64>()
+        / a.as_raw().len() as f64;
+    if mse == 0.0 { 99.0 } else { 10.0 * (255.0f64 * 255.0 / mse).log10() }
+}
+
+// ------------------------------------------------------------------ parsing
+
+#[test]
+fn chain_errors() {
+    let e = pp("image/").unwrap_err();
+    assert_eq!((e.status(), e.ec()), (400, Some("0040-00000212")));
+    let e = pp("image/slim,1").unwrap_err();
+    assert_eq!((e.code(), e.ec()), ("InvalidArgument", Some("0040-00000213")));
+    assert_eq!(pp("").unwrap_err().code(), "InvalidArgument");
+    assert_eq!(pp("foo/resize,w_1").unwrap_err().status(), 400);
+    assert_eq!(pp("video/snapshot").unwrap_err().status(), 400);
+    assert_eq!(pp("image/info/resize,w_1").unwrap_err().status(), 400);
+    assert_eq!(pp("image/Resize,w_1").unwrap_err().ec(), Some("0040-00000213"));
+    // `|` (saveas) is not part of a GET chain
+    assert!(pp("image/resize,w_1|sys/saveas,o_YQ").is_err());
+    let many = format!("image{}", "/bright,1".repeat(33));
+    assert!(pp(&many).is_err());
+    assert!(pp(&format!("image{}", "/bright,1".repeat(32))).is_ok());
+}
+
+#[test]
+fn styles_expand() {
+    assert_eq!(pp("style/thumb").unwrap(), pp("image/resize,w_100/format,webp").unwrap());
+    assert_eq!(pp("style/thumb").unwrap().canonical(), "image/resize,m_lfit,w_100,limit_1/format,webp");
+    let e = pp("style/nope").unwrap_err();
+    assert_eq!((e.status(), e.code()), (404, "NoSuchStyle"));
+    assert_eq!(pp("style/a b").unwrap_err().status(), 400);
+    assert_eq!(pp("style/thumb/resize,w_1").unwrap_err().status(), 400);
+    assert_eq!(pp("style/bad").unwrap_err().status(), 400);
+}
+
+#[test]
+fn canonical_forms() {
+    let c = |v: &str| pp(v).unwrap().canonical();
+    assert_eq!(c("image/resize,w_100/"), c("image/resize,w_100"));
+    assert_eq!(c("image/resize,h_50,w_100,,"), c("image/resize,w_100,h_50,m_lfit,limit_1"));
+    assert_eq!(c("image/format,png/resize,w_1"), c("image/resize,w_1/format,png"));
+    assert_eq!(c("image/auto-orient,1/resize,w_1"), c("image/resize,w_1"));
+    assert_eq!(c("image/resize,w_1/auto-orient,0"), "image/auto-orient,0/resize,m_lfit,w_1,limit_1");
+    assert_eq!(c("image/quality,q_80/quality,Q_70"), "image/quality,Q_70");
+    assert_eq!(c("image/rotate,360"), c("image/rotate,0"));
+    assert_eq!(c("image/crop,w_100,h_100,x_100,y_100,r_1"), "image/crop,w_100,h_100,x_100,y_100,g_nw");
+    assert_eq!(c("image/info"), "image/info");
+    assert_ne!(c("image/resize,w_1/rotate,90"), c("image/rotate,90/resize,w_1"));
+    let p = pp("image/average-hue").unwrap();
+    assert!(p.is_json());
+    assert_eq!(p.output_content_type_hint(), Some("application/json"));
+    assert_eq!(pp("image/format,webp").unwrap().output_content_type_hint(), Some("image/webp"));
+}
+
+// ------------------------------------------------------------------ operations on photos
+
+const PHOTO: &str = "photos/giunchedi_srgb_icc.jpg"; // 800x533
+
+#[test]
+fn resize_modes_on_photo() {
+    let src = corpus(PHOTO);
+    assert_eq!(dims(&src, "image/resize,w_200"), (200, 133));
+    assert_eq!(dims(&src, "image/resize,m_lfit,w_100,h_100"), (100, 67));
+    assert_eq!(dims(&src, "image/resize,m_mfit,w_100,h_100"), (150, 100));
+    assert_eq!(dims(&src, "image/resize,m_fill,w_100,h_100"), (100, 100));
+    assert_eq!(dims(&src, "image/resize,m_pad,w_100,h_100,color_FF0000"), (100, 100));
+    assert_eq!(dims(&src, "image/resize,m_fixed,w_100,h_30"), (100, 30));
+    assert_eq!(dims(&src, "image/resize,l_120"), (120, 80));
+    assert_eq!(dims(&src, "image/resize,s_100"), (150, 100));
+    assert_eq!(dims(&src, "image/resize,p_10"), (80, 53));
+    assert_eq!(dims(&src, "image/resize,w_1000"), (800, 533));
+    // pad colour shows in the bars
+    let out = decode_out(&run_chain(&src, "image/resize,m_pad,w_100,h_100,color_FF0000/format,png").unwrap()).into_rgb8();
+    assert_eq!(out.get_pixel(50, 1).0, [255, 0, 0]);
+    let e = run_chain(&src, "image/resize,m_fixed,w_5000,h_5000,limit_0").unwrap_err();
+    assert_eq!(e.ec(), Some("0040-00000007"));
+}
+
+#[test]
+fn crop_rotate_and_friends_on_photo() {
+    let src = corpus(PHOTO);
+    assert_eq!(dims(&src, "image/resize,w_400/crop,x_100,y_50"), (300, 217));
+    assert_eq!(dims(&src, "image/resize,w_400/crop,w_200,h_200,g_se"), (200, 200));
+    let e = run_chain(&src, "image/crop,x_800").unwrap_err();
+    assert_eq!((e.code(), e.message().as_str()), ("BadRequest", "Advance cut's position is out of image."));
+    assert_eq!(dims(&src, "image/resize,w_400/indexcrop,x_100,i_3"), (100, 267));
+    assert_eq!(dims(&src, "image/resize,w_400/indexcrop,y_100,i_10"), (400, 267));
+    assert_eq!(dims(&src, "image/resize,w_400/rotate,90"), (267, 400));
+    assert_eq!(dims(&src, "image/resize,w_200/rotate,45"), (236, 236));
+    assert_eq!(dims(&src, "image/resize,w_400/circle,r_1000"), (267, 267));
+    assert_eq!(dims(&src, "image/resize,w_200/rounded-corners,r_10/format,png"), (200, 133));
+    for op in ["blur,r_3,s_2", "bright,50", "contrast,-50", "sharpen,100"] {
+        assert_eq!(dims(&src, &format!("image/resize,w_100/{op}")), (100, 67), "{op}");
+    }
+    // circle: white outside on JPG, transparent on PNG
+    let jpg = decode_out(&run_chain(&src, "image/resize,w_100/circle,r_30").unwrap()).into_rgb8();
+    assert!(jpg.get_pixel(0, 0).0.iter().all(|&c| c > 245));
+    let png = decode_out(&run_chain(&src, "image/resize,w_100/circle,r_30/format,png").unwrap()).into_rgba8();
+    assert_eq!(png.get_pixel(0, 0).0[3], 0);
+    assert_eq!(png.get_pixel(30, 30).0[3], 255);
+}
+
+#[test]
+fn auto_orient_all_exif_values() {
+    let reference = decode_out(&run_chain(&corpus("orientation/Landscape_1.jpg"), "image/resize,w_180/format,png").unwrap()).into_rgb8();
+    assert_eq!(reference.dimensions(), (180, 120));
+    for n in 0..=8 {
+        let src = corpus(&format!("orientation/Landscape_{n}.jpg"));
+        let out = decode_out(&run_chain(&src, "image/resize,w_180/format,png").unwrap()).into_rgb8();
+        assert_eq!(out.dimensions(), (180, 120), "orientation {n}");
+        let q = psnr(&out, &reference);
+        assert!(q > 25.0, "orientation {n}: PSNR {q}");
+    }
+    // spec example: auto-orient applies before the first op wherever it is written
+    let src = corpus("orientation/Landscape_7.jpg");
+    assert_eq!(dims(&src, "image/resize,w_100/auto-orient,1"), (100, 67));
+    assert_eq!(dims(&src, "image/resize,w_100/auto-orient,0"), (100, 150));
+}
+
+#[test]
+fn colour_models() {
+    // CMYK (Adobe YCCK, inverted) must look like the sRGB version of the same photo.
+    let rgb = decode_out(&run_chain(&corpus(PHOTO), "image/resize,w_160/format,png").unwrap()).into_rgb8();
+    let cmyk = decode_out(&run_chain(&corpus("photos/giunchedi_cmyk_adobe.jpg"), "image/resize,w_160/format,png").unwrap()).into_rgb8();
+    let q = psnr(&rgb, &cmyk);
+    assert!(q > 15.0, "CMYK vs sRGB PSNR {q}");
+    // Inverted decoding would give a photographic negative (PSNR ~5 dB).
+    let mean = |i: &image::RgbImage| i.as_raw().iter().map(|&v| f64::from(v)).sum::<f64>() / i.as_raw().len() as f64;
+    assert!((mean(&rgb) - mean(&cmyk)).abs() < 25.0);
+    // Greyscale JPEG → 3 equal channels.
+    let g = decode_out(&run_chain(&corpus("photos/concert_grayscale_gray_icc.jpg"), "image/resize,w_100/format,png").unwrap()).into_rgb8();
+    assert!(g.pixels().all(|p| p.0[0] == p.0[1] && p.0[1] == p.0[2]));
+    // 16-bit and palette PNGs decode to 8-bit output.
+    for f in ["alpha/libvips_sample_rgb_16bit.png", "alpha/libvips_indexed_palette.png", "alpha/pngsuite_basn6a16_rgba_16bit.png", "alpha/dice_palette_trns.png", "alpha/pngsuite_bgbn4a08_gray_alpha.png"] {
+        let o = run_chain(&corpus(f), "image/resize,w_32/format,png").unwrap();
+        assert_eq!(o.content_type, "image/png");
+        assert_eq!(decode_out(&o).width(), 32, "{f}");
+    }
+}
+
+#[test]
+fn alpha_handling() {
+    let src = corpus("alpha/libvips_rgba.png"); // 128x128, 43.7% transparent
+    let png = decode_out(&run_chain(&src, "image/format,png").unwrap());
+    assert!(png.color().has_alpha());
+    assert!(png.to_rgba8().pixels().any(|p| p.0[3] == 0));
+    let webp = decode_out(&run_chain(&src, "image/format,webp").unwrap());
+    assert!(webp.to_rgba8().pixels().any(|p| p.0[3] == 0));
+    // JPG: transparent areas become white.
+    let rgba = png.to_rgba8();
+    let (x, y, _) = rgba.enumerate_pixels().find(|(_, _, p)| p.0[3] == 0).map(|(x, y, p)| (x, y, *p)).unwrap();
+    let jpg = decode_out(&run_chain(&src, "image/format,jpg").unwrap()).into_rgb8();
+    assert!(jpg.get_pixel(x, y).0.iter().all(|&c| c > 240));
+}
+
+#[test]
+fn formats_and_content_types() {
+    let src = corpus(PHOTO);
+    for (f, ct) in [("jpg", "image/jpeg"), ("png", "image/png"), ("webp", "image/webp"), ("bmp", "image/bmp"), ("tiff", "image/tiff")] {
+        let o = run_chain(&src, &format!("image/resize,w_64/format,{f}")).unwrap();
+        assert_eq!(o.content_type, ct);
+        assert_eq!(codec::sniff(&o.bytes).map(|x| x.mime()), Some(ct));
+        assert_eq!(decode_out(&o).width(), 64);
+    }
+    // format,gif only applies to GIF sources
+    assert_eq!(run_chain(&src, "image/resize,w_64/format,gif").unwrap().content_type, "image/jpeg");
+    let gif = corpus("animated/goldener_schnitt_finite_loop.gif");
+    assert_eq!(run_chain(&gif, "image/resize,w_64").unwrap().content_type, "image/gif");
+    // no format: source format kept
+    assert_eq!(run_chain(&corpus("photos/rockybeach_lossy.webp"), "image/resize,w_64").unwrap().content_type, "image/webp");
+    // interlace: progressive JPEG (SOF2)
+    let o = run_chain(&src, "image/resize,w_64/interlace,1").unwrap();
+    assert!(o.bytes.windows(2).any(|w| w == [0xFF, 0xC2]));
+}
+
+#[test]
+fn icc_profiles_are_carried() {
+    let src = corpus("photos/libvips_sample_adobe_rgb_icc.jpg");
+    let jpg = run_chain(&src, "image/resize,w_64").unwrap();
+    assert!(jpg.bytes.windows(12).any(|w| w == b"ICC_PROFILE\0"));
+    let webp = run_chain(&src, "image/resize,w_64/format,webp").unwrap();
+    assert!(webp.bytes.windows(4).any(|w| w == b"ICCP"));
+    assert!(image::load_from_memory(&webp.bytes).is_ok());
+    let png = run_chain(&src, "image/resize,w_64/format,png").unwrap();
+    assert!(png.bytes.windows(4).any(|w| w == b"iCCP"));
+    // The CMYK profile-less source and the grey profile are not carried onto RGB.
+    let g = run_chain(&corpus("photos/concert_grayscale_gray_icc.jpg"), "image/resize,w_64").unwrap();
+    assert!(!g.bytes.windows(12).any(|w| w == b"ICC_PROFILE\0"));
+}
+
+#[test]
+fn quality_settings() {
+    let src = corpus(PHOTO);
+    let q = |chain: &str| {
+        let o = run_chain(&src, chain).unwrap();
+        codec::probe(&o.bytes, &Limits::default()).unwrap().meta.jpeg_quality.unwrap()
+    };
+    let srcq = codec::probe(&src, &Limits::default()).unwrap().meta.jpeg_quality.unwrap();
+    assert!(q("image/resize,w_64").abs_diff(srcq) <= 1);
+    assert!(q("image/resize,w_64/quality,Q_50").abs_diff(50) <= 1);
+    assert!(q("image/resize,w_64/quality,q_50").abs_diff((u32::from(srcq) * 50 / 100) as u8) <= 1);
+    let small = run_chain(&src, "image/resize,w_200/format,webp/quality,q_10").unwrap().bytes.len();
+    let big = run_chain(&src, "image/resize,w_200/format,webp/quality,q_95").unwrap().bytes.len();
+    assert!(small < big);
+}
+
+#[test]
+fn animated_sources() {
+    let gif = corpus("animated/rotating_earth_44_frames.gif");
+    let o = run_chain(&gif, "image/resize,w_50").unwrap();
+    assert_eq!(o.content_type, "image/gif");
+    assert_eq!(codec::gif_frame_count(&o.bytes), 44);
+    let o = run_chain(&gif, "image/resize,w_50/crop,w_20,h_20").unwrap();
+    assert_eq!(codec::gif_frame_count(&o.bytes), 44);
+    // rotate makes it static; other formats take the first frame
+    assert_eq!(codec::gif_frame_count(&run_chain(&gif, "image/resize,w_50/rotate,90").unwrap().bytes), 1);
+    assert_eq!(run_chain(&gif, "image/resize,w_50/format,png").unwrap().content_type, "image/png");
+    // GIF → animated WebP keeps the frames
+    let o = run_chain(&gif, "image/resize,w_50/format,webp").unwrap();
+    assert_eq!(codec::webp_frame_count(&o.bytes), 44);
+    // animated WebP in and out
+    let w = corpus("animated/goldener_schnitt_loop_3.webp");
+    let n = codec::webp_frame_count(&w);
+    assert!(n > 1);
+    let o = run_chain(&w, "image/resize,w_50").unwrap();
+    assert_eq!(codec::webp_frame_count(&o.bytes), n);
+    // info counts frames
+    let info: serde_json::Value = serde_json::from_slice(&run_chain(&gif, "image/info").unwrap().bytes).unwrap();
+    assert_eq!(info["FrameCount"]["value"], "44");
+}
+
+#[test]
+fn info_json() {
+    let src = corpus("orientation/Landscape_6.jpg");
+    let o = run_chain(&src, "image/info").unwrap();
+    assert_eq!(o.content_type, "application/json");
+    let v: serde_json::Value = serde_json::from_slice(&o.bytes).unwrap();
+    assert_eq!(v["ImageWidth"]["value"], "1200");
+    assert_eq!(v["ImageHeight"]["value"], "1800");
+    assert_eq!(v["Orientation"]["value"], "6");
+    assert_eq!(v["Format"]["value"], "jpg");
+    assert_eq!(v["FileSize"]["value"], src.len().to_string());
+    assert_eq!(v["FrameCount"]["value"], "1");
+    // keys sorted in the serialized text
+    let text = String::from_utf8(o.bytes).unwrap();
+    let keys: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+    let pos: Vec<usize> = keys.iter().map(|k| text.find(&format!("\"{k}\"")).unwrap()).collect();
+    assert!(pos.windows(2).all(|w| w[0] < w[1]));
+    // after ops: describes the processed result
+    let v: serde_json::Value = serde_json::from_slice(&run_chain(&src, "image/resize,w_100/format,png/info").unwrap().bytes).unwrap();
+    assert_eq!(v["ImageWidth"]["value"], "100");
+    assert_eq!(v["Format"]["value"], "png");
+}
+
+#[test]
+fn average_hue_json() {
+    let o = run_chain(&corpus(PHOTO), "image/average-hue").unwrap();
+    assert_eq!(o.content_type, "application/json");
+    let v: serde_json::Value = serde_json::from_slice(&o.bytes).unwrap();
+    let s = v["RGB"].as_str().unwrap();
+    assert!(s.starts_with("0x") && s.len() == 8 && s[2..].chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+}
+
+#[test]
+fn watermark_not_implemented_and_deadline() {
+    let src = corpus(PHOTO);
+    assert_eq!(run_chain(&src, "image/watermark,text_SGVsbG8").unwrap_err().status(), 501);
+    let p = pp("image/resize,w_10").unwrap();
+    let limits = Limits::default();
+    let past = std::time::Instant::now() - std::time::Duration::from_secs(1);
+    let e = run(&src, &p, &RunContext { limits: &limits, deadline: Some(past) }).unwrap_err();
+    assert_eq!(e.status(), 504);
+}
+
+#[test]
+fn limits_before_decoding() {
+    let src = corpus(PHOTO);
+    let p = pp("image/resize,w_10").unwrap();
+    let lim = Limits { max_source_bytes: 1000, ..Limits::default() };
+    assert_eq!(run(&src, &p, &RunContext { limits: &lim, deadline: None }).unwrap_err().code(), "ImageTooLarge");
+    let lim = Limits { max_source_pixels: 1000, ..Limits::default() };
+    let e = run(&src, &p, &RunContext { limits: &lim, deadline: None }).unwrap_err();
+    assert_eq!((e.code(), e.ec()), ("ImageTooLarge", Some("0040-00000012")));
+    let gif = corpus("animated/rotating_earth_44_frames.gif");
+    let lim = Limits { max_frames: 10, ..Limits::default() };
+    assert_eq!(run(&gif, &p, &RunContext { limits: &lim, deadline: None }).unwrap_err().code(), "ImageTooLarge");
+    let lim = Limits { max_output_pixels: 100, ..Limits::default() };
+    assert_eq!(run(&src, &pp("image/resize,w_100").unwrap(), &RunContext { limits: &lim, deadline: None }).unwrap_err().code(), "ImageTooLarge");
+}
+
+#[test]
+fn malformed_corpus_gives_clean_4xx() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/malformed");
+    let mut names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    assert!(names.len() >= 19);
+    for name in names {
+        let src = std::fs::read(dir.join(&name)).unwrap();
+        for chain in ["image/resize,w_100", "image/info", "image/format,png", "image/rotate,90/format,webp", "image/average-hue"] {
+            let t = std::time::Instant::now();
+            match run_chain(&src, chain) {
+                Ok(o) => assert!(!o.bytes.is_empty(), "{name} {chain}"),
+                Err(e) => assert!((400..500).contains(&e.status()), "{name} {chain}: {e}"),
+            }
+            assert!(t.elapsed().as_secs() < 20, "{name} {chain} too slow");
+        }
+    }
+    // The real bombs and broken files are rejected, not processed.
+    for name in ["GENERATED_bomb_1000000x1000000_rgba.png", "GENERATED_bomb_65500x65500.jpg", "GENERATED_bomb_65535x65535.gif", "huge_65536x65536_1bit.png", "huge_16384x16384_1bit.png", "huge_20000x14000_gray.jpg", "GENERATED_zero_bytes.jpg", "GENERATED_html_error_page.jpg", "one_byte.jpg", "truncated_10000_bytes.jpg"] {
+        let e = run_chain(&std::fs::read(dir.join(name)).unwrap(), "image/resize,w_100").unwrap_err();
+        assert!(matches!(e.code(), "BadRequest" | "ImageTooLarge"), "{name}: {e}");
+    }
+}
