@@ -72,6 +72,14 @@ pub enum Error {
 }
 
 impl Error {
+    /// The error itself, seen through `Shared` wrappers.
+    pub fn root(&self) -> &Error {
+        match self {
+            Error::Shared(inner) => inner.root(),
+            other => other,
+        }
+    }
+
     /// HTTP status for this error.
     pub fn status(&self) -> StatusCode {
         match self {

@@ -356,7 +356,7 @@ fn error_response(
         None => Bytes::from(xml),
     };
     builder = builder.header(header::CONTENT_LENGTH, body.len());
-    match err {
+    match err.root() {
         Error::Overloaded => builder = builder.header(header::RETRY_AFTER, "1"),
         Error::InvalidRange { len } => builder = builder.header(header::CONTENT_RANGE, format!("bytes */{len}")),
         Error::Unauthorized => builder = builder.header(header::WWW_AUTHENTICATE, "Bearer"),

@@ -49,9 +49,9 @@ fn spawn(args: &[&str], envs: &[(&str, &str)]) -> (Child, String, String, std::s
 fn http(addr: &str, request: &str) -> String {
     let mut s = TcpStream::connect(addr).unwrap();
     s.write_all(request.as_bytes()).unwrap();
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn sigterm(child: &Child) {
@@ -166,4 +166,45 @@ fn sample_config_passes_check_config_and_bad_ones_fail() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("configuration OK"));
     let out = imgedge().args(["--check-config", "--origin", "ftp://nowhere"]).output().unwrap();
     assert!(!out.status.success());
+}
+
+fn vm_hwm_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+/// Issue 7 (item 3): a bounded burst of 4x more misses than workers and queue hold
+/// keeps the real server's peak memory under a budget, and it recovers afterwards.
+#[test]
+fn overload_burst_stays_under_the_memory_budget_and_recovers() {
+    let photos = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus/photos");
+    let (mut child, addr, _admin, _rx) = spawn(&["--origin", photos, "--workers", "2", "--cache-size", "64MiB"], &[]);
+    let big = "/seeding_by_Clements_Engelhardt_16mp_progressive.jpg";
+    let threads: Vec<_> = (0..48)
+        .map(|i| {
+            let addr = addr.clone();
+            std::thread::spawn(move || {
+                let req = format!("GET {big}?x-oss-process=image/resize,w_{} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", 300 + i);
+                http(&addr, &req)
+            })
+        })
+        .collect();
+    let statuses: Vec<String> = threads
+        .into_iter()
+        .map(|t| t.join().unwrap().split_whitespace().nth(1).unwrap_or("").to_owned())
+        .collect();
+    assert!(statuses.iter().all(|s| s == "200" || s == "503"), "{statuses:?}");
+    assert!(statuses.iter().any(|s| s == "200"));
+    // Budget: 64 MiB cache + 2 workers' decoded sources + runtime overhead.
+    let peak_mib = vm_hwm_kib(child.id()) / 1024;
+    assert!(peak_mib < 400, "peak RSS {peak_mib} MiB");
+    let after = http(&addr, &format!("GET {big}?x-oss-process=image/resize,w_99 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"));
+    assert!(after.starts_with("HTTP/1.1 200"), "recovers");
+    sigterm(&child);
+    assert!(child.wait().unwrap().success());
 }

@@ -9,6 +9,7 @@ mod http_fit;
 mod images;
 mod metrics;
 mod origins;
+mod overload;
 mod proxy;
 mod remote;
 mod ssrf;
