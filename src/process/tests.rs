@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 
 use super::codec;
+use super::ops;
 use super::*;
 
 pub(crate) fn corpus(rel: &str) -> Vec<u8> {
@@ -363,4 +364,42 @@ fn malformed_corpus_gives_clean_4xx() {
         let e = run_chain(&std::fs::read(dir.join(name)).unwrap(), "image/resize,w_100").unwrap_err();
         assert!(matches!(e.code(), "BadRequest" | "ImageTooLarge"), "{name}: {e}");
     }
+}
+
+fn frame_delays(bytes: &[u8]) -> Vec<u32> {
+    use image::AnimationDecoder;
+    let cur = std::io::Cursor::new(bytes);
+    let frames: Vec<image::Frame> = match codec::sniff(bytes) {
+        Some(ops::format::Format::Gif) => image::codecs::gif::GifDecoder::new(cur).unwrap().into_frames().collect_frames().unwrap(),
+        _ => image::codecs::webp::WebPDecoder::new(cur).unwrap().into_frames().collect_frames().unwrap(),
+    };
+    frames.iter().map(|f| { let (n, d) = f.delay().numer_denom_ms(); n / d }).collect()
+}
+
+#[test]
+fn animation_delays_kept() {
+    for (f, chain) in [
+        ("animated/libvips_dispose_background.gif", "image/resize,w_40"),
+        ("animated/goldener_schnitt_finite_loop.gif", "image/resize,w_40/format,webp"),
+        ("animated/goldener_schnitt_loop_3.webp", "image/resize,w_40"),
+        ("animated/rotating_earth_44_frames.gif", "image/crop,w_40,h_40,g_center"),
+    ] {
+        let src = corpus(f);
+        let out = run_chain(&src, chain).unwrap();
+        assert_eq!(frame_delays(&out.bytes), frame_delays(&src), "{f} {chain}");
+    }
+}
+
+#[test]
+fn animation_loop_count_kept() {
+    let gif = corpus("animated/goldener_schnitt_finite_loop.gif");
+    let n = codec::gif_loop_count(&gif);
+    assert!(matches!(n, Some(k) if k > 0), "{n:?}");
+    let out = run_chain(&gif, "image/resize,w_40").unwrap();
+    assert_eq!(codec::gif_loop_count(&out.bytes), n);
+    let out = run_chain(&gif, "image/resize,w_40/format,webp").unwrap();
+    assert_eq!(codec::webp_loop_count(&out.bytes), n);
+    let w = corpus("animated/goldener_schnitt_loop_3.webp");
+    let out = run_chain(&w, "image/resize,w_40").unwrap();
+    assert_eq!(codec::webp_loop_count(&out.bytes), Some(3));
 }
