@@ -11,10 +11,10 @@
 //!   16-bit, grey and palette images are normalised to 8-bit RGB/RGBA.
 //! - Animated GIF and WebP keep all frames (composited, with delays) when asked to.
 //!
-//! Colour management: [decision] ICC profiles are not converted; an RGB profile is
-//! carried into JPEG (APP2), PNG (iCCP), WebP (ICCP) and TIFF outputs so colours keep
-//! their meaning. Profiles of another colour space (CMYK, grey) no longer describe the
-//! RGB pixels after conversion and are dropped; BMP and GIF cannot carry a profile.
+//! Colour management: embedded profiles are read here and converted to sRGB in
+//! `colour.rs`. When a profile cannot be converted, the encoders here carry an RGB
+//! profile into JPEG (APP2), PNG (iCCP), WebP (ICCP) and TIFF outputs so colours keep
+//! their meaning; BMP and GIF cannot carry a profile.
 
 use std::io::Cursor;
 

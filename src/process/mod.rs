@@ -22,6 +22,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 pub(crate) mod codec;
+pub(crate) mod colour;
 pub(crate) mod picture;
 pub(crate) mod ops;
 pub(crate) mod parse;

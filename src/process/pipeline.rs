@@ -219,11 +219,20 @@ pub(crate) fn run(src: &[u8], p: &Pipeline, ctx: &RunContext<'_>) -> Result<Outp
         return Ok(json(ops::average_hue::compute(img)?));
     }
 
+    // Colour: convert to sRGB where we can; otherwise carry an RGB profile (never drop it
+    // silently, see colour.rs).
+    let mut icc = None;
+    if let Some(profile) = &probe.meta.icc {
+        if super::colour::to_srgb(&mut pic, profile)? == super::colour::Converted::Carry && codec::is_rgb_icc(profile) {
+            icc = Some(profile.clone());
+        }
+    }
+
     let src_q = if probe.format == Format::Jpg { probe.meta.jpeg_quality } else { None };
     let opts = EncodeOptions {
         quality: quality::effective(p.quality, src_q, out_fmt == Format::Webp),
         progressive: p.interlace.unwrap_or(false),
-        icc: probe.meta.icc.clone().filter(|icc| codec::is_rgb_icc(icc)),
+        icc,
     };
     let bytes = codec::encode(&pic, out_fmt, &opts)?;
     if p.terminal == Some(Terminal::Info) {
