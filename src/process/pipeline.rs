@@ -185,20 +185,24 @@ pub(crate) fn run(src: &[u8], p: &Pipeline, ctx: &RunContext<'_>) -> Result<Outp
             _ => (None, dims),
         };
         for f in &mut pic.frames {
+            // Take the frame out so in-place ops can reuse its buffer (the placeholder is
+            // an empty 0×0 image, no allocation).
+            let owned = std::mem::replace(&mut f.img, image::DynamicImage::new_rgb8(0, 0));
+            let img = &owned;
             f.img = match op {
                 Op::Resize(r) => match plan {
-                    Some(plan) => r.apply_plan(&f.img, plan, logical)?,
+                    Some(plan) => r.apply_plan(img, plan, logical)?,
                     None => return Err(ProcessError::internal("resize without a plan")),
                 },
-                Op::Crop(c) => c.apply(&f.img)?,
-                Op::IndexCrop(c) => c.apply(&f.img)?,
-                Op::Circle(c) => c.apply(&f.img)?,
-                Op::RoundedCorners(c) => c.apply(&f.img)?,
-                Op::Rotate(r) => r.apply(&f.img, limits)?,
-                Op::Blur(b) => b.apply(&f.img)?,
-                Op::Bright(b) => b.apply(&f.img),
-                Op::Contrast(c) => c.apply(&f.img),
-                Op::Sharpen(s) => s.apply(&f.img)?,
+                Op::Crop(c) => c.apply(img)?,
+                Op::IndexCrop(c) => c.apply(img)?,
+                Op::Circle(c) => c.apply(img)?,
+                Op::RoundedCorners(c) => c.apply(img)?,
+                Op::Rotate(r) => r.apply(img, limits)?,
+                Op::Blur(b) => b.apply(img)?,
+                Op::Bright(b) => b.apply(owned),
+                Op::Contrast(c) => c.apply(owned),
+                Op::Sharpen(s) => s.apply(img)?,
                 Op::Watermark(_) => {
                     return Err(ProcessError::not_implemented("The watermark operation is not implemented yet."))
                 }
