@@ -170,13 +170,8 @@ pub(crate) fn estimate_quality(table_sum: u32) -> u8 {
 
 /// Walks JPEG marker segments up to the first scan, collecting metadata.
 fn probe_jpeg(src: &[u8]) -> Result<Meta, ProcessError> {
-    let header = turbojpeg::read_header(src).map_err(corrupt)?;
-    let mut meta = Meta {
-        width: u32::try_from(header.width).map_err(|_| corrupt("width"))?,
-        height: u32::try_from(header.height).map_err(|_| corrupt("height"))?,
-        frames: 1,
-        ..Meta::default()
-    };
+    let header = tj::Decoder::new()?.header(src)?;
+    let mut meta = Meta { width: header.width, height: header.height, frames: 1, ..Meta::default() };
     let mut icc_chunks: Vec<(u8, Vec<u8>)> = Vec::new();
     let mut i = 2usize;
     while i + 4 <= src.len() {
@@ -492,27 +487,124 @@ fn collect_frames(
 }
 
 fn decode_jpeg(src: &[u8], meta: &Meta, shrink: u32) -> Result<DynamicImage, ProcessError> {
-    let mut d = turbojpeg::Decompressor::new().map_err(|e| ProcessError::internal(e.to_string()))?;
-    let header = d.read_header(src).map_err(corrupt)?;
-    let factor = turbojpeg::ScalingFactor::new(1, shrink.clamp(1, 8) as usize);
-    if shrink > 1 {
-        d.set_scaling_factor(factor).map_err(corrupt)?;
+    let mut d = tj::Decoder::new()?;
+    let header = d.header(src)?;
+    let (buf, w, h) = d.decompress(src, &header, shrink)?;
+    let buf = if header.cmyk { cmyk_to_rgb(&buf, meta.adobe) } else { buf };
+    picture::from_raw(w, h, false, buf)
+}
+
+/// A thin libjpeg-turbo (TJ3) decompressor. The `turbojpeg` crate turns every libjpeg
+/// *warning* into an error; here warnings about recoverable glitches that browsers
+/// ignore (e.g. "extraneous bytes before marker") are accepted, while warnings that mean
+/// missing data ("premature end", i.e. truncated files) stay 400 BadRequest.
+mod tj {
+    use std::ffi::{c_int, CStr};
+
+    use turbojpeg_sys as raw;
+
+    use super::corrupt;
+    use crate::process::picture;
+    use crate::process::ProcessError;
+
+    /// What the frame header says.
+    pub(crate) struct Header {
+        pub width: u32,
+        pub height: u32,
+        /// CMYK or YCCK: decoded as CMYK and converted by the caller.
+        pub cmyk: bool,
     }
-    let scaled = if shrink > 1 { header.scaled(factor) } else { header };
-    let (w, h) = (scaled.width, scaled.height);
-    let cmyk = matches!(header.colorspace, turbojpeg::Colorspace::CMYK | turbojpeg::Colorspace::YCCK);
-    let (fmt, ch) = if cmyk { (turbojpeg::PixelFormat::CMYK, 4) } else { (turbojpeg::PixelFormat::RGB, 3) };
-    let (w32, h32) = (u32::try_from(w).map_err(|_| corrupt("width"))?, u32::try_from(h).map_err(|_| corrupt("height"))?);
-    let mut buf = picture::try_alloc(picture::buf_len(w32, h32, ch)?)?;
-    d.decompress(
-        src,
-        turbojpeg::Image { pixels: buf.as_mut_slice(), width: w, pitch: w * ch, height: h, format: fmt },
-    )
-    .map_err(corrupt)?;
-    if cmyk {
-        buf = cmyk_to_rgb(&buf, meta.adobe);
+
+    /// Owns a TJ3 decompression handle.
+    pub(crate) struct Decoder(raw::tjhandle);
+
+    impl Drop for Decoder {
+        fn drop(&mut self) {
+            // SAFETY: the handle came from tj3Init and is destroyed once.
+            unsafe { raw::tj3Destroy(self.0) }
+        }
     }
-    picture::from_raw(w32, h32, false, buf)
+
+    impl Decoder {
+        pub fn new() -> Result<Self, ProcessError> {
+            // SAFETY: plain constructor; a null result is handled.
+            let h = unsafe { raw::tj3Init(raw::TJINIT_TJINIT_DECOMPRESS as c_int) };
+            if h.is_null() {
+                return Err(ProcessError::internal("tj3Init failed"));
+            }
+            Ok(Decoder(h))
+        }
+
+        /// Maps a TJ3 return code: fatal errors and data-loss warnings are errors.
+        fn check(&self, rc: c_int) -> Result<(), ProcessError> {
+            if rc == 0 {
+                return Ok(());
+            }
+            // SAFETY: the handle is valid; the error string is owned by the handle and
+            // copied before the next call.
+            let (code, msg) = unsafe {
+                let code = raw::tj3GetErrorCode(self.0);
+                let p = raw::tj3GetErrorStr(self.0);
+                let msg = if p.is_null() { String::new() } else { CStr::from_ptr(p).to_string_lossy().into_owned() };
+                (code, msg)
+            };
+            let warning = code == raw::TJERR_TJERR_WARNING as c_int;
+            if warning && !msg.to_ascii_lowercase().contains("premature end") {
+                return Ok(());
+            }
+            Err(corrupt(format!("TurboJPEG error: {msg}")))
+        }
+
+        fn get(&self, p: raw::TJPARAM) -> c_int {
+            // SAFETY: valid handle, plain getter.
+            unsafe { raw::tj3Get(self.0, p as c_int) }
+        }
+
+        /// Reads the frame header (no pixels).
+        pub fn header(&mut self, src: &[u8]) -> Result<Header, ProcessError> {
+            // SAFETY: pointer and length come from one live slice.
+            let rc = unsafe { raw::tj3DecompressHeader(self.0, src.as_ptr(), src.len() as _) };
+            self.check(rc)?;
+            let w = self.get(raw::TJPARAM_TJPARAM_JPEGWIDTH);
+            let h = self.get(raw::TJPARAM_TJPARAM_JPEGHEIGHT);
+            let cs = self.get(raw::TJPARAM_TJPARAM_COLORSPACE);
+            if w <= 0 || h <= 0 {
+                return Err(corrupt("no frame header"));
+            }
+            Ok(Header {
+                width: w as u32,
+                height: h as u32,
+                cmyk: cs == raw::TJCS_TJCS_CMYK as c_int || cs == raw::TJCS_TJCS_YCCK as c_int,
+            })
+        }
+
+        /// Decodes to RGB (or CMYK for CMYK/YCCK files) with DCT scaling by `1/shrink`.
+        pub fn decompress(&mut self, src: &[u8], header: &Header, shrink: u32) -> Result<(Vec<u8>, u32, u32), ProcessError> {
+            let shrink = match shrink {
+                2 | 4 | 8 => shrink,
+                _ => 1,
+            };
+            if shrink > 1 {
+                let f = raw::tjscalingfactor { num: 1, denom: shrink as c_int };
+                // SAFETY: valid handle, plain setter.
+                let rc = unsafe { raw::tj3SetScalingFactor(self.0, f) };
+                self.check(rc)?;
+            }
+            // libjpeg-turbo's TJSCALED: ceil(dim · num / denom).
+            let w = header.width.div_ceil(shrink);
+            let h = header.height.div_ceil(shrink);
+            let (fmt, ch) = if header.cmyk { (raw::TJPF_TJPF_CMYK, 4) } else { (raw::TJPF_TJPF_RGB, 3) };
+            let mut buf = picture::try_alloc(picture::buf_len(w, h, ch)?)?;
+            let pitch = c_int::try_from(w as usize * ch).map_err(|_| corrupt("width"))?;
+            // SAFETY: `buf` holds exactly h rows of `pitch` bytes for the scaled size that
+            // libjpeg-turbo computes the same way (TJSCALED), and outlives the call.
+            let rc = unsafe {
+                raw::tj3Decompress8(self.0, src.as_ptr(), src.len() as _, buf.as_mut_ptr(), pitch, fmt as c_int)
+            };
+            self.check(rc)?;
+            Ok((buf, w, h))
+        }
+    }
 }
 
 /// Naive CMYK → RGB (no CMS). Adobe (Photoshop) JPEGs store inverted values, so the

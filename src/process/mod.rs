@@ -27,8 +27,9 @@
 //!   for JPG (spec §4.4 lists BMP among the formats with transparency).
 //! - ICC: RGB and grey profiles are converted to sRGB (moxcms); if that fails the RGB
 //!   profile is embedded in the output. CMYK JPEGs use the naive Adobe-inverted formula.
-//! - JPEGs that libjpeg-turbo reports with a warning (truncated data, extraneous bytes)
-//!   are rejected as corrupt (400 BadRequest), as OSS does not repair damaged files.
+//! - JPEG warnings from libjpeg-turbo about recoverable glitches (extraneous bytes) are
+//!   tolerated like browsers do; truncated data ("premature end") is a 400 BadRequest,
+//!   as OSS does not repair damaged files.
 //! - Animated GIF/WebP keep every frame, delay and the loop count through resize/crop
 //!   into GIF or WebP output; anything else takes the first frame. APNG is read as its
 //!   first frame.

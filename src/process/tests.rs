@@ -370,7 +370,7 @@ fn malformed_corpus_gives_clean_4xx() {
         }
     }
     // The real bombs and broken files are rejected, not processed.
-    for name in ["GENERATED_bomb_1000000x1000000_rgba.png", "GENERATED_bomb_65500x65500.jpg", "GENERATED_bomb_65535x65535.gif", "huge_65536x65536_1bit.png", "huge_16384x16384_1bit.png", "huge_20000x14000_gray.jpg", "GENERATED_zero_bytes.jpg", "GENERATED_html_error_page.jpg", "one_byte.jpg", "truncated_10000_bytes.jpg"] {
+    for name in ["GENERATED_bomb_1000000x1000000_rgba.png", "GENERATED_bomb_65500x65500.jpg", "GENERATED_bomb_65535x65535.gif", "huge_65536x65536_1bit.png", "huge_16384x16384_1bit.png", "huge_20000x14000_gray.jpg", "GENERATED_zero_bytes.jpg", "GENERATED_html_error_page.jpg", "one_byte.jpg", "truncated_10000_bytes.jpg", "truncated_10000_bytes.png", "truncated.gif", "corrupt_header_exif_only.jpg", "fuzz_oss-fuzz-36829.jpg"] {
         let e = run_chain(&std::fs::read(dir.join(name)).unwrap(), "image/resize,w_100").unwrap_err();
         assert!(matches!(e.code(), "BadRequest" | "ImageTooLarge"), "{name}: {e}");
     }
@@ -412,4 +412,18 @@ fn animation_loop_count_kept() {
     let w = corpus("animated/goldener_schnitt_loop_3.webp");
     let out = run_chain(&w, "image/resize,w_40").unwrap();
     assert_eq!(codec::webp_loop_count(&out.bytes), Some(3));
+}
+
+#[test]
+fn jpeg_warnings_tolerated_but_truncation_rejected() {
+    // One stray byte before the DQT marker: libjpeg warns "extraneous bytes", browsers
+    // show the image, so do we.
+    let mut src = corpus(PHOTO);
+    let p = src.windows(2).position(|w| w == [0xFF, 0xDB]).unwrap();
+    src.insert(p, 0x00);
+    assert_eq!(dims(&src, "image/resize,w_100"), (100, 67));
+    // A truncated file stays a 400.
+    let src = corpus(PHOTO);
+    let e = run_chain(&src[..src.len() / 2], "image/resize,w_100").unwrap_err();
+    assert_eq!(e.code(), "BadRequest");
 }
