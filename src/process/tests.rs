@@ -427,3 +427,32 @@ fn jpeg_warnings_tolerated_but_truncation_rejected() {
     let e = run_chain(&src[..src.len() / 2], "image/resize,w_100").unwrap_err();
     assert_eq!(e.code(), "BadRequest");
 }
+
+#[test]
+fn every_corpus_image_processes() {
+    // Smoke test over the whole non-malformed corpus: small outputs in every family.
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
+    for dir in ["photos", "orientation", "alpha", "animated"] {
+        let mut names: Vec<_> = std::fs::read_dir(root.join(dir)).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        names.sort();
+        for name in names {
+            let src = std::fs::read(root.join(dir).join(&name)).unwrap();
+            for chain in ["image/resize,w_32", "image/resize,m_fill,w_24,h_24/format,png", "image/resize,w_32/format,webp", "image/info"] {
+                let out = run_chain(&src, chain).unwrap_or_else(|e| panic!("{dir}/{name} {chain}: {e}"));
+                if !chain.ends_with("info") {
+                    let img = decode_out(&out);
+                    assert!(img.width() == 32 || img.width() == 24, "{dir}/{name} {chain}: {}", img.width());
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn bmp_and_tiff_keep_alpha() {
+    let src = corpus("alpha/libvips_rgba.png");
+    for f in ["bmp", "tiff"] {
+        let img = decode_out(&run_chain(&src, &format!("image/format,{f}")).unwrap());
+        assert!(img.to_rgba8().pixels().any(|p| p.0[3] == 0), "{f}");
+    }
+}
