@@ -305,6 +305,12 @@ fn info_json() {
     assert_eq!(v["Format"]["value"], "jpg");
     assert_eq!(v["FileSize"]["value"], src.len().to_string());
     assert_eq!(v["FrameCount"]["value"], "1");
+    // EXIF fields of a camera photo, including the IFD pointer
+    let g: serde_json::Value = serde_json::from_slice(&run_chain(&corpus(PHOTO), "image/info").unwrap().bytes).unwrap();
+    assert_eq!(g["Make"]["value"], "Canon");
+    assert_eq!(g["DateTime"]["value"], "2015:02:05 23:56:51");
+    assert_eq!(g["ExposureTime"]["value"], "1/800");
+    assert!(g["ExifTag"]["value"].as_str().unwrap().parse::<u32>().is_ok());
     // keys sorted in the serialized text
     let text = String::from_utf8(o.bytes).unwrap();
     let keys: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
