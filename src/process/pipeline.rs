@@ -199,7 +199,7 @@ pub(crate) fn run(src: &[u8], p: &Pipeline, ctx: &RunContext<'_>) -> Result<Outp
                 Op::Circle(c) => c.apply(img)?,
                 Op::RoundedCorners(c) => c.apply(img)?,
                 Op::Rotate(r) => r.apply(img, limits)?,
-                Op::Blur(b) => b.apply(img)?,
+                Op::Blur(b) => b.apply(img, ctx.deadline)?,
                 Op::Bright(b) => b.apply(owned),
                 Op::Contrast(c) => c.apply(owned),
                 Op::Sharpen(s) => s.apply(img)?,
