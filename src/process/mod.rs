@@ -30,9 +30,10 @@
 //! - JPEG warnings from libjpeg-turbo about recoverable glitches (extraneous bytes) are
 //!   tolerated like browsers do; truncated data ("premature end") is a 400 BadRequest,
 //!   as OSS does not repair damaged files.
-//! - Animated GIF/WebP keep every frame, delay and the loop count through resize/crop
-//!   into GIF or WebP output; anything else takes the first frame. APNG is read as its
-//!   first frame.
+//! - Animated GIF → GIF and animated WebP → WebP keep every frame, delay and the loop
+//!   count through resize/crop; any other op or format takes the first frame (spec §2.4,
+//!   including GIF → WebP; `GIF_TO_WEBP_ANIMATED` in pipeline.rs flips that). APNG is
+//!   read as its first frame.
 //! - `watermark` is parsed and validated but answers 501 NotImplemented (separate issue).
 //! - `bright`, `contrast`, `sharpen` curves and the `average-hue` threshold are
 //!   undocumented by OSS; see their files.

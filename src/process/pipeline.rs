@@ -122,6 +122,10 @@ pub(crate) fn output_format(p: &Pipeline, src: Format) -> Format {
     }
 }
 
+/// [decision] OSS turns an animated GIF converted to WebP into a still image (spec §2.4);
+/// we do the same for compatibility. The animated WebP encoder is used for WebP → WebP.
+const GIF_TO_WEBP_ANIMATED: bool = false;
+
 /// Runs a pipeline (see the module docs for the order of work).
 pub(crate) fn run(src: &[u8], p: &Pipeline, ctx: &RunContext<'_>) -> Result<Output, ProcessError> {
     let limits = ctx.limits;
@@ -141,9 +145,15 @@ pub(crate) fn run(src: &[u8], p: &Pipeline, ctx: &RunContext<'_>) -> Result<Outp
     let oriented = if orientation >= 5 { (sh, sw) } else { (sw, sh) };
     let out_fmt = output_format(p, probe.format);
     let never_enlarge = probe.format == Format::Gif;
+    // Spec §2.4: animation survives resize/crop into the *same* format (GIF → GIF, animated
+    // WebP → WebP); converting an animated GIF to another format gives its first frame,
+    // as OSS does. Flip GIF_TO_WEBP_ANIMATED to keep GIF → WebP animated instead.
+    let same_family = out_fmt == probe.format
+        || (GIF_TO_WEBP_ANIMATED && probe.format == Format::Gif && out_fmt == Format::Webp);
     let keep_frames = probe.meta.frames > 1
         && p.terminal != Some(Terminal::AverageHue)
         && matches!(out_fmt, Format::Gif | Format::Webp)
+        && same_family
         && p.ops.iter().all(Op::keeps_animation);
 
     // Shrink-on-load: the first resize decides how much resolution is needed.
