@@ -28,6 +28,7 @@ fn bench(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("stages_16mp_to_400w");
     g.sample_size(10).measurement_time(Duration::from_secs(8)).warm_up_time(Duration::from_secs(1));
+    g.bench_function("decode_full_no_shrink", |b| b.iter(|| stages::decode_for_width(black_box(&src), 5312).unwrap()));
     g.bench_function("decode_shrink_on_load", |b| b.iter(|| stages::decode_for_width(black_box(&src), 400).unwrap()));
     let decoded = stages::decode_for_width(&src, 400).unwrap();
     eprintln!("shrunk decode size: {:?}", decoded.dims());

@@ -5,11 +5,14 @@ Usage: reference.py <op> <input> <output.png> [args...]
   fill <w> <h>     EXIF-orient, Lanczos resize covering w x h, centre crop
                    (offset (mfit - box) // 2, as the spec says)
   rotate90         EXIF-orient, rotate 90 degrees clockwise
-Writes an 8-bit RGB PNG. Used by src/process/reference_tests.rs.
+Embedded ICC profiles are converted to sRGB with littleCMS (Pillow ImageCms) first, as
+imgedge converts them with moxcms. Writes an 8-bit RGB PNG. Used by
+src/process/reference_tests.rs.
 """
+import io
 import sys
 
-from PIL import Image, ImageOps
+from PIL import Image, ImageCms, ImageOps
 
 
 def round_div(a, b, c):
@@ -17,10 +20,19 @@ def round_div(a, b, c):
     return (2 * a * b + c) // (2 * c)
 
 
+def to_srgb(im):
+    icc = im.info.get("icc_profile")
+    if icc and im.mode in ("RGB", "L"):
+        src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        return ImageCms.profileToProfile(im, src, ImageCms.createProfile("sRGB"), outputMode="RGB")
+    return im.convert("RGB")
+
+
 def main():
     op, src, dst = sys.argv[1], sys.argv[2], sys.argv[3]
     args = [int(a) for a in sys.argv[4:]]
-    im = ImageOps.exif_transpose(Image.open(src)).convert("RGB")
+    im = Image.open(src)
+    im = to_srgb(ImageOps.exif_transpose(im) if im.getexif().get(0x0112) else im)
     W, H = im.size
     if op == "fit":
         (w,) = args

@@ -11,10 +11,10 @@
 //!   16-bit, grey and palette images are normalised to 8-bit RGB/RGBA.
 //! - Animated GIF and WebP keep all frames (composited, with delays) when asked to.
 //!
-//! Colour management: [decision] ICC profiles are not converted; an RGB profile is
-//! carried into JPEG (APP2), PNG (iCCP), WebP (ICCP) and TIFF outputs so colours keep
-//! their meaning. Profiles of another colour space (CMYK, grey) no longer describe the
-//! RGB pixels after conversion and are dropped; BMP and GIF cannot carry a profile.
+//! Colour management: embedded profiles are read here and converted to sRGB in
+//! `colour.rs`. When a profile cannot be converted, the encoders here carry an RGB
+//! profile into JPEG (APP2), PNG (iCCP), WebP (ICCP) and TIFF outputs so colours keep
+//! their meaning; BMP and GIF cannot carry a profile.
 
 use std::io::Cursor;
 
@@ -62,6 +62,8 @@ pub(crate) struct Meta {
     pub jpeg_quality: Option<u8>,
     /// JPEG with an Adobe APP14 marker (CMYK values stored inverted).
     pub adobe: bool,
+    /// Animation loop count (GIF NETSCAPE2.0 extension, WebP ANIM chunk), 0 = forever.
+    pub loop_count: Option<u16>,
 }
 
 /// A probed source: its format and metadata.
@@ -168,13 +170,8 @@ pub(crate) fn estimate_quality(table_sum: u32) -> u8 {
 
 /// Walks JPEG marker segments up to the first scan, collecting metadata.
 fn probe_jpeg(src: &[u8]) -> Result<Meta, ProcessError> {
-    let header = turbojpeg::read_header(src).map_err(corrupt)?;
-    let mut meta = Meta {
-        width: u32::try_from(header.width).map_err(|_| corrupt("width"))?,
-        height: u32::try_from(header.height).map_err(|_| corrupt("height"))?,
-        frames: 1,
-        ..Meta::default()
-    };
+    let header = tj::Decoder::new()?.header(src)?;
+    let mut meta = Meta { width: header.width, height: header.height, frames: 1, ..Meta::default() };
     let mut icc_chunks: Vec<(u8, Vec<u8>)> = Vec::new();
     let mut i = 2usize;
     while i + 4 <= src.len() {
@@ -308,6 +305,27 @@ pub(crate) fn gif_frame_count(src: &[u8]) -> u32 {
     count
 }
 
+/// Loop count of the NETSCAPE2.0 application extension, if any.
+pub(crate) fn gif_loop_count(src: &[u8]) -> Option<u16> {
+    let pos = src.windows(11).position(|w| w == b"NETSCAPE2.0")?;
+    let b = src.get(pos + 11..pos + 15)?;
+    (b[0] == 3 && b[1] == 1).then(|| u16::from_le_bytes([b[2], b[3]]))
+}
+
+/// Loop count of a WebP `ANIM` chunk, if any.
+pub(crate) fn webp_loop_count(src: &[u8]) -> Option<u16> {
+    let mut i = 12usize;
+    while i + 8 <= src.len() {
+        let len = u32::from_le_bytes([src[i + 4], src[i + 5], src[i + 6], src[i + 7]]) as usize;
+        if &src[i..i + 4] == b"ANIM" {
+            let b = src.get(i + 12..i + 14)?;
+            return Some(u16::from_le_bytes([b[0], b[1]]));
+        }
+        i = i.saturating_add(8).saturating_add(len).saturating_add(len & 1);
+    }
+    None
+}
+
 /// Counts `ANMF` chunks of an animated WebP (1 for stills).
 pub(crate) fn webp_frame_count(src: &[u8]) -> u32 {
     let mut i = 12usize;
@@ -341,10 +359,12 @@ fn probe_other(src: &[u8], format: Format) -> Result<Meta, ProcessError> {
         Format::Gif => {
             fill!(gif::GifDecoder::new(cur));
             meta.frames = gif_frame_count(src).max(1);
+            meta.loop_count = gif_loop_count(src);
         }
         Format::Webp => {
             fill!(iwebp::WebPDecoder::new(cur));
             meta.frames = webp_frame_count(src);
+            meta.loop_count = webp_loop_count(src);
         }
         Format::Bmp => fill!(bmp::BmpDecoder::new(cur)),
         Format::Tiff => fill!(tiff::TiffDecoder::new(cur)),
@@ -463,31 +483,128 @@ fn collect_frames(
     }
     // All frames are RGBA after compositing; drop alpha only if every frame is opaque
     // is not worth a pass here: the encoder flattens when needed.
-    Ok(Picture { frames: out })
+    Ok(Picture { frames: out, loop_count: probe.meta.loop_count })
 }
 
 fn decode_jpeg(src: &[u8], meta: &Meta, shrink: u32) -> Result<DynamicImage, ProcessError> {
-    let mut d = turbojpeg::Decompressor::new().map_err(|e| ProcessError::internal(e.to_string()))?;
-    let header = d.read_header(src).map_err(corrupt)?;
-    let factor = turbojpeg::ScalingFactor::new(1, shrink.clamp(1, 8) as usize);
-    if shrink > 1 {
-        d.set_scaling_factor(factor).map_err(corrupt)?;
+    let mut d = tj::Decoder::new()?;
+    let header = d.header(src)?;
+    let (buf, w, h) = d.decompress(src, &header, shrink)?;
+    let buf = if header.cmyk { cmyk_to_rgb(&buf, meta.adobe) } else { buf };
+    picture::from_raw(w, h, false, buf)
+}
+
+/// A thin libjpeg-turbo (TJ3) decompressor. The `turbojpeg` crate turns every libjpeg
+/// *warning* into an error; here warnings about recoverable glitches that browsers
+/// ignore (e.g. "extraneous bytes before marker") are accepted, while warnings that mean
+/// missing data ("premature end", i.e. truncated files) stay 400 BadRequest.
+mod tj {
+    use std::ffi::{c_int, CStr};
+
+    use turbojpeg_sys as raw;
+
+    use super::corrupt;
+    use crate::process::picture;
+    use crate::process::ProcessError;
+
+    /// What the frame header says.
+    pub(crate) struct Header {
+        pub width: u32,
+        pub height: u32,
+        /// CMYK or YCCK: decoded as CMYK and converted by the caller.
+        pub cmyk: bool,
     }
-    let scaled = if shrink > 1 { header.scaled(factor) } else { header };
-    let (w, h) = (scaled.width, scaled.height);
-    let cmyk = matches!(header.colorspace, turbojpeg::Colorspace::CMYK | turbojpeg::Colorspace::YCCK);
-    let (fmt, ch) = if cmyk { (turbojpeg::PixelFormat::CMYK, 4) } else { (turbojpeg::PixelFormat::RGB, 3) };
-    let (w32, h32) = (u32::try_from(w).map_err(|_| corrupt("width"))?, u32::try_from(h).map_err(|_| corrupt("height"))?);
-    let mut buf = picture::try_alloc(picture::buf_len(w32, h32, ch)?)?;
-    d.decompress(
-        src,
-        turbojpeg::Image { pixels: buf.as_mut_slice(), width: w, pitch: w * ch, height: h, format: fmt },
-    )
-    .map_err(corrupt)?;
-    if cmyk {
-        buf = cmyk_to_rgb(&buf, meta.adobe);
+
+    /// Owns a TJ3 decompression handle.
+    pub(crate) struct Decoder(raw::tjhandle);
+
+    impl Drop for Decoder {
+        fn drop(&mut self) {
+            // SAFETY: the handle came from tj3Init and is destroyed once.
+            unsafe { raw::tj3Destroy(self.0) }
+        }
     }
-    picture::from_raw(w32, h32, false, buf)
+
+    impl Decoder {
+        pub fn new() -> Result<Self, ProcessError> {
+            // SAFETY: plain constructor; a null result is handled.
+            let h = unsafe { raw::tj3Init(raw::TJINIT_TJINIT_DECOMPRESS as c_int) };
+            if h.is_null() {
+                return Err(ProcessError::internal("tj3Init failed"));
+            }
+            Ok(Decoder(h))
+        }
+
+        /// Maps a TJ3 return code: fatal errors and data-loss warnings are errors.
+        fn check(&self, rc: c_int) -> Result<(), ProcessError> {
+            if rc == 0 {
+                return Ok(());
+            }
+            // SAFETY: the handle is valid; the error string is owned by the handle and
+            // copied before the next call.
+            let (code, msg) = unsafe {
+                let code = raw::tj3GetErrorCode(self.0);
+                let p = raw::tj3GetErrorStr(self.0);
+                let msg = if p.is_null() { String::new() } else { CStr::from_ptr(p).to_string_lossy().into_owned() };
+                (code, msg)
+            };
+            let warning = code == raw::TJERR_TJERR_WARNING as c_int;
+            if warning && !msg.to_ascii_lowercase().contains("premature end") {
+                return Ok(());
+            }
+            Err(corrupt(format!("TurboJPEG error: {msg}")))
+        }
+
+        fn get(&self, p: raw::TJPARAM) -> c_int {
+            // SAFETY: valid handle, plain getter.
+            unsafe { raw::tj3Get(self.0, p as c_int) }
+        }
+
+        /// Reads the frame header (no pixels).
+        pub fn header(&mut self, src: &[u8]) -> Result<Header, ProcessError> {
+            // SAFETY: pointer and length come from one live slice.
+            let rc = unsafe { raw::tj3DecompressHeader(self.0, src.as_ptr(), src.len() as _) };
+            self.check(rc)?;
+            let w = self.get(raw::TJPARAM_TJPARAM_JPEGWIDTH);
+            let h = self.get(raw::TJPARAM_TJPARAM_JPEGHEIGHT);
+            let cs = self.get(raw::TJPARAM_TJPARAM_COLORSPACE);
+            if w <= 0 || h <= 0 {
+                return Err(corrupt("no frame header"));
+            }
+            Ok(Header {
+                width: w as u32,
+                height: h as u32,
+                cmyk: cs == raw::TJCS_TJCS_CMYK as c_int || cs == raw::TJCS_TJCS_YCCK as c_int,
+            })
+        }
+
+        /// Decodes to RGB (or CMYK for CMYK/YCCK files) with DCT scaling by `1/shrink`.
+        pub fn decompress(&mut self, src: &[u8], header: &Header, shrink: u32) -> Result<(Vec<u8>, u32, u32), ProcessError> {
+            let shrink = match shrink {
+                2 | 4 | 8 => shrink,
+                _ => 1,
+            };
+            if shrink > 1 {
+                let f = raw::tjscalingfactor { num: 1, denom: shrink as c_int };
+                // SAFETY: valid handle, plain setter.
+                let rc = unsafe { raw::tj3SetScalingFactor(self.0, f) };
+                self.check(rc)?;
+            }
+            // libjpeg-turbo's TJSCALED: ceil(dim · num / denom).
+            let w = header.width.div_ceil(shrink);
+            let h = header.height.div_ceil(shrink);
+            let (fmt, ch) = if header.cmyk { (raw::TJPF_TJPF_CMYK, 4) } else { (raw::TJPF_TJPF_RGB, 3) };
+            let mut buf = picture::try_alloc(picture::buf_len(w, h, ch)?)?;
+            let pitch = c_int::try_from(w as usize * ch).map_err(|_| corrupt("width"))?;
+            // SAFETY: `buf` holds exactly h rows of `pitch` bytes for the scaled size that
+            // libjpeg-turbo computes the same way (TJSCALED), and outlives the call.
+            let rc = unsafe {
+                raw::tj3Decompress8(self.0, src.as_ptr(), src.len() as _, buf.as_mut_ptr(), pitch, fmt as c_int)
+            };
+            self.check(rc)?;
+            Ok((buf, w, h))
+        }
+    }
 }
 
 /// Naive CMYK → RGB (no CMS). Adobe (Photoshop) JPEGs store inverted values, so the
@@ -719,28 +836,99 @@ fn add_webp_icc(webp: &[u8], icc: &[u8], w: u32, h: u32, alpha: bool) -> Option<
     Some(out)
 }
 
-/// Animated WebP via libwebp's WebPAnimEncoder (frame delays kept, infinite loop).
+/// Animated WebP via libwebp's WebPAnimEncoder (frame delays and loop count kept).
+///
+/// Calls libwebp directly rather than `webp::AnimEncoder`, which closes the animation
+/// with timestamp 0 and so loses the last frame's duration.
 fn encode_webp_anim(pic: &Picture, opts: &EncodeOptions) -> Result<Vec<u8>, ProcessError> {
-    let (w, h) = pic.dims();
-    let cfg = webp_config(opts.quality, true)?;
-    let rgba: Vec<image::RgbaImage> = pic.frames.iter().map(|f| picture::to_rgba(f.img.clone())).collect();
-    let mut enc = webp::AnimEncoder::new(w, h, &cfg);
-    enc.set_loop_count(0);
-    let mut t: i32 = 0;
-    for (f, px) in pic.frames.iter().zip(rgba.iter()) {
-        enc.add_frame(webp::AnimFrame::from_rgba(px.as_raw(), w, h, t));
-        t = t.saturating_add(i32::try_from(f.delay_ms.max(1)).unwrap_or(i32::MAX));
+    use libwebp_sys as ws;
+    use std::mem::MaybeUninit;
+    use std::ptr;
+
+    /// Deletes the encoder on every exit path.
+    struct EncGuard(*mut ws::WebPAnimEncoder);
+    impl Drop for EncGuard {
+        fn drop(&mut self) {
+            // SAFETY: the pointer came from WebPAnimEncoderNewInternal and is deleted once.
+            unsafe { ws::WebPAnimEncoderDelete(self.0) }
+        }
     }
-    let mem = enc.try_encode().map_err(|e| enc_err(format!("{e:?}")))?;
-    Ok(mem.to_vec())
+
+    let (w, h) = pic.dims();
+    let (wi, hi) = (i32::try_from(w).map_err(enc_err)?, i32::try_from(h).map_err(enc_err)?);
+    let stride = wi.checked_mul(4).ok_or_else(|| enc_err("width"))?;
+    let cfg = webp_config(opts.quality, true)?;
+    let frames: Vec<(image::RgbaImage, u32)> =
+        pic.frames.iter().map(|f| (picture::to_rgba(f.img.clone()), f.delay_ms)).collect();
+    // A GIF without a loop extension plays once, which is WebP loop count 1.
+    let loop_count = i32::from(pic.loop_count.unwrap_or(1));
+    let mux_abi = ws::WEBP_MUX_ABI_VERSION as i32;
+    // SAFETY: plain libwebp C API use: structs are initialised by their Init functions
+    // before use, every RGBA buffer is w*h*4 bytes (checked by RgbaImage and the frame
+    // size invariant of Picture), pictures are freed after being added, and the
+    // assembled WebPData is copied then released with WebPDataClear.
+    unsafe {
+        let mut o = MaybeUninit::<ws::WebPAnimEncoderOptions>::zeroed();
+        if ws::WebPAnimEncoderOptionsInitInternal(o.as_mut_ptr(), mux_abi) == 0 {
+            return Err(enc_err("webp anim options"));
+        }
+        let mut o = o.assume_init();
+        o.anim_params.loop_count = loop_count;
+        let enc = ws::WebPAnimEncoderNewInternal(wi, hi, &o, mux_abi);
+        if enc.is_null() {
+            return Err(enc_err("webp anim encoder"));
+        }
+        let guard = EncGuard(enc);
+        let mut t: i32 = 0;
+        for (px, delay) in &frames {
+            if px.dimensions() != (w, h) {
+                return Err(enc_err("frame size"));
+            }
+            let mut p = MaybeUninit::<ws::WebPPicture>::zeroed();
+            if ws::WebPPictureInitInternal(p.as_mut_ptr(), ws::WEBP_ENCODER_ABI_VERSION as i32) == 0 {
+                return Err(enc_err("webp picture"));
+            }
+            let mut p = p.assume_init();
+            p.use_argb = 1;
+            p.width = wi;
+            p.height = hi;
+            if ws::WebPPictureImportRGBA(&mut p, px.as_raw().as_ptr(), stride) == 0 {
+                ws::WebPPictureFree(&mut p);
+                return Err(enc_err("webp import"));
+            }
+            let ok = ws::WebPAnimEncoderAdd(guard.0, &mut p, t, &cfg);
+            ws::WebPPictureFree(&mut p);
+            if ok == 0 {
+                return Err(enc_err("webp anim add"));
+            }
+            // Timestamps must increase; a 0 ms GIF delay becomes 1 ms.
+            t = t.saturating_add(i32::try_from((*delay).max(1)).unwrap_or(i32::MAX));
+        }
+        // The closing timestamp gives the last frame its duration.
+        if ws::WebPAnimEncoderAdd(guard.0, ptr::null_mut(), t, ptr::null()) == 0 {
+            return Err(enc_err("webp anim close"));
+        }
+        let mut data = ws::WebPData { bytes: ptr::null(), size: 0 };
+        if ws::WebPAnimEncoderAssemble(guard.0, &mut data) == 0 || data.bytes.is_null() {
+            return Err(enc_err("webp anim assemble"));
+        }
+        let out = std::slice::from_raw_parts(data.bytes, data.size).to_vec();
+        ws::WebPDataClear(&mut data);
+        Ok(out)
+    }
 }
 
-/// GIF via the `image` crate (NeuQuant palette per frame), delays kept, infinite loop.
+/// GIF via the `image` crate (NeuQuant palette per frame), delays and loop count kept.
 fn encode_gif(pic: &Picture) -> Result<Vec<u8>, ProcessError> {
     let mut out = Vec::new();
     {
         let mut e = gif::GifEncoder::new_with_speed(&mut out, 10);
-        e.set_repeat(gif::Repeat::Infinite).map_err(enc_err)?;
+        match pic.loop_count {
+            Some(0) => e.set_repeat(gif::Repeat::Infinite).map_err(enc_err)?,
+            Some(n) => e.set_repeat(gif::Repeat::Finite(n)).map_err(enc_err)?,
+            // No extension in the source: write none (plays once).
+            None => {}
+        }
         for f in &pic.frames {
             let delay = image::Delay::from_numer_denom_ms(f.delay_ms, 1);
             let frame = image::Frame::from_parts(picture::to_rgba(f.img.clone()), 0, 0, delay);

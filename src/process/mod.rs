@@ -17,11 +17,32 @@
 //! (limits are checked from the header, before any pixel buffer is allocated), decodes
 //! and encodes. The behaviour follows `spec/oss-image-processing.md`; `[decision]`
 //! points of the spec are repeated in the doc comments where they are implemented.
+//!
+//! Choices where the spec leaves room (each also documented at its implementation):
+//! - Output size limits (16 384 px per side, 4096² area, EC `-007`) are checked for the
+//!   ops that produce a new size (resize, rotate) and predicted from the header before
+//!   decoding; `Limits::max_output_pixels` bounds the final image. A large source passed
+//!   through unchanged (e.g. `format,png` on a 20 MP photo) is not rejected.
+//! - Alpha: kept for PNG, WebP, BMP (32-bit), GIF and TIFF outputs, flattened on white
+//!   for JPG (spec §4.4 lists BMP among the formats with transparency).
+//! - ICC: RGB and grey profiles are converted to sRGB (moxcms); if that fails the RGB
+//!   profile is embedded in the output. CMYK JPEGs use the naive Adobe-inverted formula.
+//! - JPEG warnings from libjpeg-turbo about recoverable glitches (extraneous bytes) are
+//!   tolerated like browsers do; truncated data ("premature end") is a 400 BadRequest,
+//!   as OSS does not repair damaged files.
+//! - Animated GIF → GIF and animated WebP → WebP keep every frame, delay and the loop
+//!   count through resize/crop; any other op or format takes the first frame (spec §2.4,
+//!   including GIF → WebP; `GIF_TO_WEBP_ANIMATED` in pipeline.rs flips that). APNG is
+//!   read as its first frame.
+//! - `watermark` is parsed and validated but answers 501 NotImplemented (separate issue).
+//! - `bright`, `contrast`, `sharpen` curves and the `average-hue` threshold are
+//!   undocumented by OSS; see their files.
 
 use std::collections::HashMap;
 use std::time::Instant;
 
 pub(crate) mod codec;
+pub(crate) mod colour;
 pub(crate) mod picture;
 pub(crate) mod ops;
 pub(crate) mod parse;

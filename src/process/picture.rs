@@ -26,12 +26,15 @@ pub(crate) struct Frame {
 pub(crate) struct Picture {
     /// At least one frame.
     pub frames: Vec<Frame>,
+    /// Animation loop count from the source (0 = forever); `None` when the source has
+    /// none (a GIF without the NETSCAPE2.0 extension plays once).
+    pub loop_count: Option<u16>,
 }
 
 impl Picture {
     /// A still picture.
     pub fn still(img: DynamicImage) -> Self {
-        Picture { frames: vec![Frame { img, delay_ms: 0 }] }
+        Picture { frames: vec![Frame { img, delay_ms: 0 }], loop_count: None }
     }
     /// Width and height of the frames.
     pub fn dims(&self) -> (u32, u32) {

@@ -122,6 +122,10 @@ pub(crate) fn output_format(p: &Pipeline, src: Format) -> Format {
     }
 }
 
+/// [decision] OSS turns an animated GIF converted to WebP into a still image (spec §2.4);
+/// we do the same for compatibility. The animated WebP encoder is used for WebP → WebP.
+const GIF_TO_WEBP_ANIMATED: bool = false;
+
 /// Runs a pipeline (see the module docs for the order of work).
 pub(crate) fn run(src: &[u8], p: &Pipeline, ctx: &RunContext<'_>) -> Result<Output, ProcessError> {
     let limits = ctx.limits;
@@ -141,9 +145,15 @@ pub(crate) fn run(src: &[u8], p: &Pipeline, ctx: &RunContext<'_>) -> Result<Outp
     let oriented = if orientation >= 5 { (sh, sw) } else { (sw, sh) };
     let out_fmt = output_format(p, probe.format);
     let never_enlarge = probe.format == Format::Gif;
+    // Spec §2.4: animation survives resize/crop into the *same* format (GIF → GIF, animated
+    // WebP → WebP); converting an animated GIF to another format gives its first frame,
+    // as OSS does. Flip GIF_TO_WEBP_ANIMATED to keep GIF → WebP animated instead.
+    let same_family = out_fmt == probe.format
+        || (GIF_TO_WEBP_ANIMATED && probe.format == Format::Gif && out_fmt == Format::Webp);
     let keep_frames = probe.meta.frames > 1
         && p.terminal != Some(Terminal::AverageHue)
         && matches!(out_fmt, Format::Gif | Format::Webp)
+        && same_family
         && p.ops.iter().all(Op::keeps_animation);
 
     // Shrink-on-load: the first resize decides how much resolution is needed.
@@ -185,20 +195,24 @@ pub(crate) fn run(src: &[u8], p: &Pipeline, ctx: &RunContext<'_>) -> Result<Outp
             _ => (None, dims),
         };
         for f in &mut pic.frames {
+            // Take the frame out so in-place ops can reuse its buffer (the placeholder is
+            // an empty 0×0 image, no allocation).
+            let owned = std::mem::replace(&mut f.img, image::DynamicImage::new_rgb8(0, 0));
+            let img = &owned;
             f.img = match op {
                 Op::Resize(r) => match plan {
-                    Some(plan) => r.apply_plan(&f.img, plan, logical)?,
+                    Some(plan) => r.apply_plan(img, plan, logical)?,
                     None => return Err(ProcessError::internal("resize without a plan")),
                 },
-                Op::Crop(c) => c.apply(&f.img)?,
-                Op::IndexCrop(c) => c.apply(&f.img)?,
-                Op::Circle(c) => c.apply(&f.img)?,
-                Op::RoundedCorners(c) => c.apply(&f.img)?,
-                Op::Rotate(r) => r.apply(&f.img, limits)?,
-                Op::Blur(b) => b.apply(&f.img)?,
-                Op::Bright(b) => b.apply(&f.img),
-                Op::Contrast(c) => c.apply(&f.img),
-                Op::Sharpen(s) => s.apply(&f.img)?,
+                Op::Crop(c) => c.apply(img)?,
+                Op::IndexCrop(c) => c.apply(img)?,
+                Op::Circle(c) => c.apply(img)?,
+                Op::RoundedCorners(c) => c.apply(img)?,
+                Op::Rotate(r) => r.apply(img, limits)?,
+                Op::Blur(b) => b.apply(img, ctx.deadline)?,
+                Op::Bright(b) => b.apply(owned),
+                Op::Contrast(c) => c.apply(owned),
+                Op::Sharpen(s) => s.apply(img)?,
                 Op::Watermark(_) => {
                     return Err(ProcessError::not_implemented("The watermark operation is not implemented yet."))
                 }
@@ -219,11 +233,20 @@ pub(crate) fn run(src: &[u8], p: &Pipeline, ctx: &RunContext<'_>) -> Result<Outp
         return Ok(json(ops::average_hue::compute(img)?));
     }
 
+    // Colour: convert to sRGB where we can; otherwise carry an RGB profile (never drop it
+    // silently, see colour.rs).
+    let mut icc = None;
+    if let Some(profile) = &probe.meta.icc {
+        if super::colour::to_srgb(&mut pic, profile)? == super::colour::Converted::Carry && codec::is_rgb_icc(profile) {
+            icc = Some(profile.clone());
+        }
+    }
+
     let src_q = if probe.format == Format::Jpg { probe.meta.jpeg_quality } else { None };
     let opts = EncodeOptions {
         quality: quality::effective(p.quality, src_q, out_fmt == Format::Webp),
         progressive: p.interlace.unwrap_or(false),
-        icc: probe.meta.icc.clone().filter(|icc| codec::is_rgb_icc(icc)),
+        icc,
     };
     let bytes = codec::encode(&pic, out_fmt, &opts)?;
     if p.terminal == Some(Terminal::Info) {

@@ -1,7 +1,7 @@
 //! Pixel checks against an independent implementation: Pillow (`tests/reference.py`),
 //! run with `.venv/bin/python` from the crate root (`python3 -m venv .venv &&
 //! .venv/bin/pip install pillow numpy`). Our decoded output must be within 30 dB PSNR of
-//! Pillow's for resize (fit and fill), rotate 90 and EXIF auto-orient.
+//! Pillow's for resize (fit and fill), rotate 90, EXIF auto-orient and ICC → sRGB.
 //!
 //! A missing venv is a failure, never a silent pass (with or without `CI=true`).
 
@@ -77,6 +77,14 @@ fn resize_fill_matches_pillow() {
 #[test]
 fn rotate_90_matches_pillow() {
     check("photos/libvips_sample_adobe_rgb_icc.jpg", "image/rotate,90/format,png", "rotate90", &[], 30.0);
+}
+
+/// ICC conversion (moxcms) against littleCMS: Adobe RGB and grey-gamma-2.2 profiles.
+/// Skipping the conversion gives about 37.5 dB on these files, so the bar is 45 dB.
+#[test]
+fn icc_to_srgb_matches_littlecms() {
+    check("photos/libvips_sample_adobe_rgb_icc.jpg", "image/resize,w_200/format,png", "fit", &[200], 45.0);
+    check("photos/concert_grayscale_gray_icc.jpg", "image/resize,w_200/format,png", "fit", &[200], 45.0);
 }
 
 #[test]

@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use std::time::Instant;
+
 use image::DynamicImage;
 
 use crate::process::parse::Args;
@@ -48,7 +50,15 @@ pub(crate) fn kernel(r: u32, s: f64) -> Vec<f32> {
 }
 
 /// Separable convolution of an RGB8/RGBA8 image with a symmetric kernel (edges clamped).
-pub(crate) fn convolve(img: &DynamicImage, k: &[f32]) -> Result<DynamicImage, ProcessError> {
+///
+/// The cost grows with the kernel (up to 101 taps), so the deadline is checked every 64
+/// rows: a large blur cannot run far past the request's time budget.
+pub(crate) fn convolve(
+    img: &DynamicImage,
+    k: &[f32],
+    deadline: Option<Instant>,
+) -> Result<DynamicImage, ProcessError> {
+    let over = |row: usize| row % 64 == 0 && deadline.is_some_and(|d| Instant::now() >= d);
     let (w, h) = (img.width() as usize, img.height() as usize);
     let alpha = img.color().has_alpha();
     let ch = if alpha { 4 } else { 3 };
@@ -68,6 +78,9 @@ pub(crate) fn convolve(img: &DynamicImage, k: &[f32]) -> Result<DynamicImage, Pr
     let mut b = vec![0f32; n];
     // Horizontal pass a → b.
     for y in 0..h {
+        if over(y) {
+            return Err(ProcessError::timeout());
+        }
         for x in 0..w {
             for c in 0..ch {
                 let mut acc = 0f32;
@@ -81,6 +94,9 @@ pub(crate) fn convolve(img: &DynamicImage, k: &[f32]) -> Result<DynamicImage, Pr
     }
     // Vertical pass b → a.
     for y in 0..h {
+        if over(y) {
+            return Err(ProcessError::timeout());
+        }
         for x in 0..w {
             for c in 0..ch {
                 let mut acc = 0f32;
@@ -108,8 +124,8 @@ pub(crate) fn convolve(img: &DynamicImage, k: &[f32]) -> Result<DynamicImage, Pr
 
 impl Blur {
     /// Applies the blur to one frame.
-    pub fn apply(&self, img: &DynamicImage) -> Result<DynamicImage, ProcessError> {
-        convolve(img, &kernel(self.r, f64::from(self.s)))
+    pub fn apply(&self, img: &DynamicImage, deadline: Option<Instant>) -> Result<DynamicImage, ProcessError> {
+        convolve(img, &kernel(self.r, f64::from(self.s)), deadline)
     }
 }
 
@@ -130,7 +146,7 @@ mod tests {
         assert_eq!(p("s_2,r_3").unwrap().to_string(), "blur,r_3,s_2");
         let mut img = image::RgbImage::new(9, 9);
         img.put_pixel(4, 4, image::Rgb([255, 255, 255]));
-        let out = p("r_3,s_2").unwrap().apply(&DynamicImage::ImageRgb8(img)).unwrap().into_rgb8();
+        let out = p("r_3,s_2").unwrap().apply(&DynamicImage::ImageRgb8(img), None).unwrap().into_rgb8();
         assert!(out.get_pixel(4, 4).0[0] < 255 && out.get_pixel(5, 4).0[0] > 0);
     }
 }

@@ -43,15 +43,15 @@ pub(crate) fn map_colour(img: &mut DynamicImage, lut: &[u8; 256]) {
 
 impl Bright {
     /// Applies the offset to one frame.
-    pub fn apply(&self, img: &DynamicImage) -> DynamicImage {
+    pub fn apply(&self, mut img: DynamicImage) -> DynamicImage {
         let off = f64::from(self.v) * 255.0 / 100.0;
         let mut lut = [0u8; 256];
         for (i, l) in lut.iter_mut().enumerate() {
             *l = (i as f64 + off).round().clamp(0.0, 255.0) as u8;
         }
-        let mut out = img.clone();
-        map_colour(&mut out, &lut);
-        out
+        // In place: the frame is owned, no copy needed.
+        map_colour(&mut img, &lut);
+        img
     }
 }
 
@@ -70,7 +70,7 @@ mod tests {
         assert_eq!(p("abc").unwrap_err().ec(), Some("0040-00000246"));
         assert_eq!(p("1,2").unwrap_err().ec(), Some("0040-00000203"));
         let img = DynamicImage::ImageRgb8(image::RgbImage::from_pixel(2, 2, image::Rgb([100, 100, 100])));
-        assert_eq!(p("50").unwrap().apply(&img).into_rgb8().get_pixel(0, 0).0, [228, 228, 228]);
-        assert_eq!(p("-50").unwrap().apply(&img).into_rgb8().get_pixel(0, 0).0, [0, 0, 0]);
+        assert_eq!(p("50").unwrap().apply(img.clone()).into_rgb8().get_pixel(0, 0).0, [228, 228, 228]);
+        assert_eq!(p("-50").unwrap().apply(img.clone()).into_rgb8().get_pixel(0, 0).0, [0, 0, 0]);
     }
 }

@@ -30,15 +30,15 @@ impl fmt::Display for Contrast {
 
 impl Contrast {
     /// Applies the curve to one frame.
-    pub fn apply(&self, img: &DynamicImage) -> DynamicImage {
+    pub fn apply(&self, mut img: DynamicImage) -> DynamicImage {
         let k = ((100.0 + f64::from(self.v)) / 100.0).powi(2);
         let mut lut = [0u8; 256];
         for (i, l) in lut.iter_mut().enumerate() {
             *l = ((i as f64 - 128.0) * k + 128.0).round().clamp(0.0, 255.0) as u8;
         }
-        let mut out = img.clone();
-        map_colour(&mut out, &lut);
-        out
+        // In place: the frame is owned, no copy needed.
+        map_colour(&mut img, &lut);
+        img
     }
 }
 
@@ -52,8 +52,8 @@ mod tests {
         assert!(p("-100").is_ok() && p("100").is_ok() && p("0").is_ok());
         assert!(p("101").is_err() && p("-101").is_err() && p("x").is_err() && p("").is_err());
         let img = DynamicImage::ImageRgb8(image::RgbImage::from_pixel(1, 1, image::Rgb([100, 150, 128])));
-        assert_eq!(p("0").unwrap().apply(&img).into_rgb8().get_pixel(0, 0).0, [100, 150, 128]);
-        assert_eq!(p("-100").unwrap().apply(&img).into_rgb8().get_pixel(0, 0).0, [128, 128, 128]);
-        assert_eq!(p("100").unwrap().apply(&img).into_rgb8().get_pixel(0, 0).0, [16, 216, 128]);
+        assert_eq!(p("0").unwrap().apply(img.clone()).into_rgb8().get_pixel(0, 0).0, [100, 150, 128]);
+        assert_eq!(p("-100").unwrap().apply(img.clone()).into_rgb8().get_pixel(0, 0).0, [128, 128, 128]);
+        assert_eq!(p("100").unwrap().apply(img.clone()).into_rgb8().get_pixel(0, 0).0, [16, 216, 128]);
     }
 }

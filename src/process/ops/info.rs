@@ -1,8 +1,9 @@
 //! `info` (spec §4.16): JSON `{"Field": {"value": "<string>"}, ...}` with keys sorted:
 //! FileSize, Format, FrameCount, ImageHeight, ImageWidth (stored size, not
 //! orientation-corrected), resolution fields when present (EXIF, else JFIF density) and
-//! the EXIF tags (named as in EXIF 2.31; the IFD pointer tags are not reported because
-//! the EXIF reader hides them). PNG never yields EXIF.
+//! the EXIF tags, named as in EXIF 2.31 (`ExifTag`/`GPSTag` pointers included). Values:
+//! integers as decimal, rationals as `n/d`, several values space-separated, GPS refs
+//! spelled out (`North`, `East`). PNG never yields EXIF.
 
 use std::collections::BTreeMap;
 
@@ -29,6 +30,49 @@ fn exif_value(f: &exif::Field) -> String {
     }
 }
 
+/// Reads the IFD0 pointer tags (`ExifTag` 0x8769, `GPSTag` 0x8825) that the EXIF reader
+/// hides, from raw TIFF-structured EXIF bytes.
+fn ifd0_pointers(tiff: &[u8]) -> Vec<(&'static str, u32)> {
+    let le = match tiff.get(..2) {
+        Some(b"II") => true,
+        Some(b"MM") => false,
+        _ => return Vec::new(),
+    };
+    let u16_at = |i: usize| -> Option<u16> {
+        let b = tiff.get(i..i + 2)?;
+        Some(if le { u16::from_le_bytes([b[0], b[1]]) } else { u16::from_be_bytes([b[0], b[1]]) })
+    };
+    let u32_at = |i: usize| -> Option<u32> {
+        let b = tiff.get(i..i + 4)?;
+        let a = [b[0], b[1], b[2], b[3]];
+        Some(if le { u32::from_le_bytes(a) } else { u32::from_be_bytes(a) })
+    };
+    let mut out = Vec::new();
+    let Some(ifd) = u32_at(4).map(|v| v as usize) else { return out };
+    let Some(n) = u16_at(ifd) else { return out };
+    for k in 0..usize::from(n) {
+        let e = ifd + 2 + 12 * k;
+        let (Some(tag), Some(val)) = (u16_at(e), u32_at(e + 8)) else { break };
+        match tag {
+            0x8769 => out.push(("ExifTag", val)),
+            0x8825 => out.push(("GPSTag", val)),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Spells GPS reference letters the way the OSS examples show them.
+fn gps_ref(name: &str, v: String) -> String {
+    match (name, v.as_str()) {
+        ("GPSLatitudeRef", "N") => "North".into(),
+        ("GPSLatitudeRef", "S") => "South".into(),
+        ("GPSLongitudeRef", "E") => "East".into(),
+        ("GPSLongitudeRef", "W") => "West".into(),
+        _ => v,
+    }
+}
+
 /// Builds the `info` JSON for encoded bytes and their probe.
 pub(crate) fn describe(src: &[u8], probe: &Probe) -> Vec<u8> {
     let m = &probe.meta;
@@ -43,8 +87,12 @@ pub(crate) fn describe(src: &[u8], probe: &Probe) -> Vec<u8> {
                         continue;
                     }
                     // The primary IFD comes first; the thumbnail IFD must not override it.
-                    fields.entry(name).or_insert_with(|| exif_value(f));
+                    let v = gps_ref(&name, exif_value(f));
+                    fields.entry(name).or_insert(v);
                 }
+            }
+            for (name, v) in ifd0_pointers(raw) {
+                fields.entry(name.into()).or_insert_with(|| v.to_string());
             }
         }
     }

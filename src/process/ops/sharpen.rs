@@ -31,7 +31,7 @@ impl fmt::Display for Sharpen {
 impl Sharpen {
     /// Applies the unsharp mask to one frame.
     pub fn apply(&self, img: &DynamicImage) -> Result<DynamicImage, ProcessError> {
-        let blurred = convolve(img, &kernel(1, 1.0))?;
+        let blurred = convolve(img, &kernel(1, 1.0), None)?;
         let amount = self.v as f32 / 100.0;
         let ch = if img.color().has_alpha() { 4 } else { 3 };
         let mut out = img.clone();
