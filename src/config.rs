@@ -29,6 +29,9 @@ pub struct Config {
     pub workers: WorkersConfig,
     /// Named processing styles: name → `image/...` chain.
     pub styles: Styles,
+    /// Output formats chosen from the client's `Accept` when a chain has no `format`
+    /// (`["webp"]`); empty = off.
+    pub auto_format: Vec<String>,
     /// Sites (Host names) with their access rules; empty = every host, no rules.
     pub sites: Vec<crate::access::SiteConfig>,
     /// CORS for browsers (off until `allowed_origins` is set).
@@ -56,6 +59,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             workers: WorkersConfig::default(),
             styles: Styles::default(),
+            auto_format: Vec::new(),
             sites: Vec::new(),
             origin_client: OriginClientConfig::default(),
             cors: crate::cors::CorsConfig::default(),
@@ -379,6 +383,15 @@ impl Config {
                 return Err(format!("cache.ttl_rules[{i}].value must start with '/'"));
             }
         }
+        for f in &self.auto_format {
+            match f.as_str() {
+                "webp" => {}
+                "avif" => {
+                    return Err("auto_format: avif output is not built into this binary (its encoder costs 17-200 ms per image here); use webp".into())
+                }
+                other => return Err(format!("auto_format: unknown format {other:?} (webp)")),
+            }
+        }
         if self.workers.queue == 0 {
             return Err("workers.queue must be at least 1".into());
         }
@@ -401,6 +414,11 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// True when auto-format may serve WebP.
+    pub fn auto_webp(&self) -> bool {
+        self.auto_format.iter().any(|f| f == "webp")
     }
 
     /// Whole-request deadline.

@@ -61,6 +61,7 @@ pub async fn serve_object(app: &Arc<App>, req: &ObjectRequest) -> Result<Served,
         &req.path,
         req.query.as_deref(),
         process.as_deref(),
+        req.format_class,
         &app.config.cache.ignore_params,
     );
     if let Some(entry) = app.cache.get(&key) {
@@ -332,6 +333,9 @@ fn respond_entry(
     }
     if let Some(lm) = entry.last_modified {
         builder = builder.header(header::LAST_MODIFIED, httpdate::fmt_http_date(lm));
+    }
+    if req.vary_accept {
+        builder = builder.header(header::VARY, "Accept");
     }
     if status == CacheStatus::StaleHit {
         builder = builder.header(header::WARNING, "110 imgedge \"Response is Stale\"");

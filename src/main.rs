@@ -49,6 +49,9 @@ struct Cli {
     /// CPU worker threads for image work (0 = one per core).
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
+    /// Serve WebP to clients that accept it when a chain has no `format` (`webp`).
+    #[arg(long, value_name = "FORMATS", value_delimiter = ',')]
+    auto_format: Vec<String>,
     /// Validate the configuration (file, flags, origin spelling) and exit.
     #[arg(long)]
     check_config: bool,
@@ -88,6 +91,9 @@ fn load_config(cli: Cli) -> anyhow::Result<(Config, bool)> {
     }
     if cli.ignore_origin_no_cache {
         config.cache.ignore_origin_no_cache = true;
+    }
+    if !cli.auto_format.is_empty() {
+        config.auto_format = cli.auto_format;
     }
     if let Some(v) = cli.workers {
         config.workers.threads = v;

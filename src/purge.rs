@@ -220,6 +220,7 @@ fn path_target(app: &App, kind: PurgeKind, url: &str) -> Result<PurgeTarget, Err
         &path,
         query.as_deref(),
         process.as_deref(),
+        None,
         &app.config.cache.ignore_params,
     );
     Ok(PurgeTarget::Url { host, key })

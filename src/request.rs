@@ -34,6 +34,10 @@ pub struct ObjectRequest {
     pub accept_encoding: Option<String>,
     /// `Accept`, verbatim (auto-format negotiation).
     pub accept: Option<String>,
+    /// The output class auto-format chose (`webp`); part of the cache key.
+    pub format_class: Option<&'static str>,
+    /// The answer depends on `Accept` (auto-format could apply): send `Vary: Accept`.
+    pub vary_accept: bool,
 }
 
 impl ObjectRequest {
@@ -83,8 +87,42 @@ impl ObjectRequest {
                 .and_then(|v| httpdate::parse_http_date(v).ok()),
             accept_encoding: text(header::ACCEPT_ENCODING).map(str::to_owned),
             accept: text(header::ACCEPT).map(str::to_owned),
+            format_class: None,
+            vary_accept: false,
         })
     }
+
+    /// Auto-format: when enabled and the chain names no format, serve WebP to clients
+    /// whose `Accept` lists `image/webp`. The cache keys the class, not the raw header,
+    /// so every browser that takes WebP shares one entry.
+    pub fn negotiate_format(&mut self, auto_webp: bool) {
+        let Some(pipeline) = &self.pipeline else {
+            return;
+        };
+        if !auto_webp || !pipeline.allows_auto_format() {
+            return;
+        }
+        self.vary_accept = true;
+        if self.accept.as_deref().is_some_and(accepts_webp) {
+            self.pipeline = Some(pipeline.with_auto_webp());
+            self.format_class = Some("webp");
+        }
+    }
+}
+
+/// True when an `Accept` header lists `image/webp` with a non-zero quality.
+pub fn accepts_webp(accept: &str) -> bool {
+    accept.split(',').any(|item| {
+        let mut parts = item.split(';');
+        let media = parts.next().unwrap_or("").trim();
+        let refused = parts.any(|p| {
+            p.trim()
+                .strip_prefix("q=")
+                .and_then(|q| q.trim().parse::<f32>().ok())
+                .is_some_and(|q| q <= 0.0)
+        });
+        media.eq_ignore_ascii_case("image/webp") && !refused
+    })
 }
 
 /// The `x-oss-process` value, percent-decoded once. The name is case-sensitive:
@@ -176,6 +214,15 @@ mod tests {
         }
         assert_eq!(normalize_path("/dir/a%20b.jpg").unwrap(), "/dir/a b.jpg");
         assert_eq!(normalize_path("/图片.jpg").unwrap(), "/图片.jpg");
+    }
+
+    #[test]
+    fn webp_acceptance_by_browser() {
+        assert!(accepts_webp("image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8"));
+        assert!(accepts_webp("image/webp,image/avif,image/jxl,image/heic,image/heic-sequence,video/*;q=0.8,image/png,image/svg+xml,image/*;q=0.8,*/*;q=0.5"));
+        assert!(accepts_webp("image/avif,image/webp,*/*"));
+        assert!(!accepts_webp("*/*"));
+        assert!(!accepts_webp("image/webp;q=0, */*"));
     }
 
     #[test]

@@ -225,7 +225,8 @@ async fn public(
     }
     .parse()
     .map_err(|_| Error::InvalidArgument("malformed request URI".into()))?;
-    let object = ObjectRequest::parse(&parts.method, &uri, &parts.headers, &app.config.styles, &app.limits)?;
+    let mut object = ObjectRequest::parse(&parts.method, &uri, &parts.headers, &app.config.styles, &app.limits)?;
+    object.negotiate_format(app.config.auto_webp());
     let served = handler::serve_object(app, &object).await?;
     handler::respond(app, &object, served, started)
 }

@@ -3,6 +3,7 @@
 //! origin client) on ephemeral ports and talks HTTP to it. One module per area.
 
 mod access;
+mod auto_format;
 mod binary;
 mod common;
 mod http_fit;

@@ -40,6 +40,9 @@ pub fn is_auth_param(name: &str) -> bool {
 /// The processing parameter, kept in every key.
 pub const PROCESS_PARAM: &str = "x-oss-process";
 
+/// Pseudo-parameter carrying the negotiated output class (auto-format).
+pub const VARIANT_PARAM: &str = "~format";
+
 /// Characters escaped in canonical query names and values.
 const QUERY_ESCAPE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
@@ -47,7 +50,8 @@ const QUERY_ESCAPE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'~')
     .remove(b'/')
-    .remove(b',');
+    .remove(b',')
+    .remove(b'~');
 
 /// A fixed-size cache key plus what purges need to match it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -72,18 +76,23 @@ impl CacheKey {
         path: &str,
         query: Option<&str>,
         process: Option<&str>,
+        variant: Option<&str>,
         ignore: &[String],
     ) -> CacheKey {
         let host = normalize_host(host);
         let mut pairs: Vec<(Cow<'_, str>, Cow<'_, str>)> = Vec::new();
         for (name, value) in query_pairs(query.unwrap_or("")) {
-            if name == PROCESS_PARAM || is_auth_param(&name) || ignore.iter().any(|i| *i == name) {
+            if name == PROCESS_PARAM || name == VARIANT_PARAM || is_auth_param(&name) || ignore.iter().any(|i| *i == name) {
                 continue;
             }
             pairs.push((name, value));
         }
         if let Some(p) = process {
             pairs.push((Cow::Borrowed(PROCESS_PARAM), Cow::Borrowed(p)));
+        }
+        if let Some(class) = variant {
+            // Cannot collide with a real parameter: `~` never starts one we keep.
+            pairs.push((Cow::Borrowed(VARIANT_PARAM), Cow::Borrowed(class)));
         }
         pairs.sort();
         let mut url = String::with_capacity(host.len() + path.len() + 64);
@@ -104,6 +113,16 @@ impl CacheKey {
     /// The canonical URL without its host: `path[?query]`.
     pub fn path_and_query(&self) -> &str {
         self.url.get(self.host.len()..).unwrap_or(&self.url)
+    }
+
+    /// `path_and_query` without the auto-format variant: every negotiated variant of
+    /// one URL shares it (a purge of the URL purges them all).
+    pub fn url_without_variant(&self) -> &str {
+        let pq = self.path_and_query();
+        match pq.find(&format!("{VARIANT_PARAM}=")) {
+            Some(i) => pq.get(..i.saturating_sub(1)).unwrap_or(pq),
+            None => pq,
+        }
     }
 }
 
@@ -137,7 +156,7 @@ mod tests {
     use super::*;
 
     fn key(q: Option<&str>, p: Option<&str>) -> CacheKey {
-        CacheKey::new("Example.COM", "/a.jpg", q, p, &[])
+        CacheKey::new("Example.COM", "/a.jpg", q, p, None, &[])
     }
 
     #[test]
@@ -161,12 +180,12 @@ mod tests {
     #[test]
     fn host_is_case_insensitive_and_port_80_implied() {
         assert_eq!(
-            CacheKey::new("example.com:80", "/a.jpg", None, None, &[]),
-            CacheKey::new("EXAMPLE.com", "/a.jpg", None, None, &[])
+            CacheKey::new("example.com:80", "/a.jpg", None, None, None, &[]),
+            CacheKey::new("EXAMPLE.com", "/a.jpg", None, None, None, &[])
         );
         assert_ne!(
-            CacheKey::new("example.com:8080", "/a.jpg", None, None, &[]).hash,
-            CacheKey::new("example.com", "/a.jpg", None, None, &[]).hash
+            CacheKey::new("example.com:8080", "/a.jpg", None, None, None, &[]).hash,
+            CacheKey::new("example.com", "/a.jpg", None, None, None, &[]).hash
         );
     }
 
@@ -174,15 +193,15 @@ mod tests {
     fn ignored_params_are_dropped() {
         let ignore = vec!["utm_source".to_owned()];
         assert_eq!(
-            CacheKey::new("h", "/a", Some("utm_source=x&v=1"), None, &ignore),
-            CacheKey::new("h", "/a", Some("v=1"), None, &ignore)
+            CacheKey::new("h", "/a", Some("utm_source=x&v=1"), None, None, &ignore),
+            CacheKey::new("h", "/a", Some("v=1"), None, None, &ignore)
         );
     }
 
     #[test]
     fn hash_is_stable_across_processes() {
         // A fixed value: the key must never depend on a random per-process seed.
-        let k = CacheKey::new("h", "/a", None, None, &[]);
+        let k = CacheKey::new("h", "/a", None, None, None, &[]);
         assert_eq!(k.url, "h/a");
         assert_eq!(k.hash, xxhash_rust::xxh3::xxh3_128(b"h/a").to_le_bytes());
     }

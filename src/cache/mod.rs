@@ -101,7 +101,7 @@ impl PurgeTarget {
         let host_ok = |h: &Option<String>| h.as_deref().is_none_or(|h| h == key.host);
         match self {
             PurgeTarget::Url { host, key: k } => {
-                host_ok(host) && k.path_and_query() == key.path_and_query()
+                host_ok(host) && k.url_without_variant() == key.url_without_variant()
             }
             PurgeTarget::Path { host, path } => host_ok(host) && key.path == *path,
             PurgeTarget::Directory { host, prefix } => host_ok(host) && key.path.starts_with(prefix.as_str()),
@@ -227,7 +227,7 @@ mod tests {
 
     fn entry(path: &str, query: Option<&str>) -> Arc<Entry> {
         Arc::new(Entry::new(
-            CacheKey::new("h", path, query, None, &[]),
+            CacheKey::new("h", path, query, None, None, &[]),
             StatusCode::OK,
             Bytes::from_static(b"x"),
             "text/plain".into(),

@@ -158,7 +158,7 @@ mod tests {
     use std::time::Duration;
 
     fn entry(path: &str, query: Option<&str>, size: usize) -> Arc<Entry> {
-        let key = CacheKey::new("h", path, query, None, &[]);
+        let key = CacheKey::new("h", path, query, None, None, &[]);
         Arc::new(Entry::new(
             key,
             StatusCode::OK,
@@ -202,7 +202,7 @@ mod tests {
             s.insert(entry(&format!("/{i}.jpg"), None, 10_000));
         }
         assert!(s.weighted_size() <= 100_000);
-        assert!(s.get(&CacheKey::new("h", "/49.jpg", None, None, &[]).hash).is_some());
+        assert!(s.get(&CacheKey::new("h", "/49.jpg", None, None, None, &[]).hash).is_some());
         assert!(s.evictions() > 0);
         assert!(s.all_keys().len() <= 10);
     }

@@ -41,11 +41,22 @@ pub struct Pipeline {
     pub(crate) interlace: Option<bool>,
     /// `info` / `average-hue`.
     pub(crate) terminal: Option<Terminal>,
+    /// Format negotiated from the client's Accept when the chain names none
+    /// (auto-format); GIF sources keep GIF so animations survive.
+    pub(crate) auto_format: Option<Format>,
 }
 
 impl Default for Pipeline {
     fn default() -> Self {
-        Pipeline { ops: Vec::new(), auto_orient: true, format: None, quality: None, interlace: None, terminal: None }
+        Pipeline {
+            ops: Vec::new(),
+            auto_orient: true,
+            format: None,
+            quality: None,
+            interlace: None,
+            terminal: None,
+            auto_format: None,
+        }
     }
 }
 
@@ -94,6 +105,17 @@ impl Pipeline {
         }
     }
 
+    /// True when auto-format may choose the output: an image result with no `format`.
+    pub fn allows_auto_format(&self) -> bool {
+        self.format.is_none() && self.terminal.is_none()
+    }
+
+    /// The same chain with WebP negotiated as output (for non-GIF sources).
+    /// The cache key must carry the negotiated class separately (`canonical` does not).
+    pub fn with_auto_webp(&self) -> Pipeline {
+        Pipeline { auto_format: Some(Format::Webp), ..self.clone() }
+    }
+
     /// Number of pixel operations.
     pub fn len(&self) -> usize {
         self.ops.len()
@@ -118,7 +140,10 @@ pub(crate) fn output_format(p: &Pipeline, src: Format) -> Format {
     match p.format {
         Some(Format::Gif) if src != Format::Gif => src,
         Some(f) => f,
-        None => src,
+        None => match p.auto_format {
+            Some(f) if src != Format::Gif => f,
+            _ => src,
+        },
     }
 }
 
