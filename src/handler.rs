@@ -226,6 +226,9 @@ async fn fill(
                     process::run(&bytes, &pipeline, &ctx)
                 })
                 .await??;
+            app.stats.stage("decode", output.trace.decode);
+            app.stats.stage("ops", output.trace.ops);
+            app.stats.stage("encode", output.trace.encode);
             let body = Bytes::from(output.bytes);
             let etag = content_etag(&body);
             Entry::new(

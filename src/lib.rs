@@ -15,6 +15,7 @@ pub mod config;
 pub mod cors;
 pub mod encoding;
 pub mod error;
+pub mod explain;
 pub mod handler;
 pub mod origin;
 pub mod process;

@@ -241,6 +241,11 @@ async fn admin(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Respon
             .header(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")
             .body(full_body(app.stats.render(app)))
             .map_err(|e| Error::Internal(format!("response build: {e}"))),
+        (&Method::GET, "/explain") => {
+            purge::authorize(app, req.headers())?;
+            let value = crate::explain::explain(app, req.uri().query(), req.headers()).await?;
+            json_response(StatusCode::OK, value)
+        }
         (&Method::POST, "/purge") => {
             purge::authorize(app, req.headers())?;
             let (content_type, query, body) = read_admin_body(req).await?;
@@ -271,7 +276,7 @@ async fn admin(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Respon
                 serde_json::json!({"RequestId": app.next_request_id(), "PushTaskId": task_id, "task_id": task_id, "results": results}),
             )
         }
-        (_, "/healthz" | "/purge" | "/prefetch" | "/metrics") => Err(Error::MethodNotAllowed),
+        (_, "/healthz" | "/purge" | "/prefetch" | "/metrics" | "/explain") => Err(Error::MethodNotAllowed),
         _ => Err(Error::NotFound),
     }
 }

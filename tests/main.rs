@@ -6,6 +6,7 @@ mod access;
 mod auto_format;
 mod binary;
 mod common;
+mod explain;
 mod http_fit;
 mod images;
 mod metrics;

@@ -103,6 +103,21 @@ pub struct Output {
     pub bytes: Vec<u8>,
     /// MIME type of `bytes`.
     pub content_type: &'static str,
+    /// Where the time went (metrics and `/explain`).
+    pub trace: Trace,
+}
+
+/// How one run went: the shrink-on-load factor and per-stage times.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Trace {
+    /// JPEG DCT scaling denominator used when decoding (1, 2, 4 or 8).
+    pub shrink: u32,
+    /// Header probe and decode.
+    pub decode: std::time::Duration,
+    /// Pixel operations.
+    pub ops: std::time::Duration,
+    /// Colour conversion and encoding.
+    pub encode: std::time::Duration,
 }
 
 /// Why processing failed.

@@ -155,6 +155,8 @@ const GIF_TO_WEBP_ANIMATED: bool = false;
 pub(crate) fn run(src: &[u8], p: &Pipeline, ctx: &RunContext<'_>) -> Result<Output, ProcessError> {
     let limits = ctx.limits;
     check_deadline(ctx)?;
+    let started = Instant::now();
+    let mut trace = super::Trace::default();
     let probe = codec::probe(src, limits)?;
 
     // Standalone `info` describes the stored object without decoding pixels.
@@ -197,6 +199,8 @@ pub(crate) fn run(src: &[u8], p: &Pipeline, ctx: &RunContext<'_>) -> Result<Outp
     predict_dims(p, oriented, never_enlarge, limits)?;
 
     let mut pic = codec::decode(src, &probe, shrink, keep_frames, limits)?;
+    trace.shrink = shrink;
+    trace.decode = started.elapsed();
     check_deadline(ctx)?;
     if orientation != 1 {
         if let Some(o) = Orientation::from_exif(orientation) {
@@ -245,6 +249,7 @@ pub(crate) fn run(src: &[u8], p: &Pipeline, ctx: &RunContext<'_>) -> Result<Outp
         }
     }
     check_deadline(ctx)?;
+    trace.ops = started.elapsed().saturating_sub(trace.decode);
     let (ow, oh) = pic.dims();
     if u64::from(ow) * u64::from(oh) > limits.max_output_pixels {
         return Err(ProcessError::too_large(
@@ -279,7 +284,8 @@ pub(crate) fn run(src: &[u8], p: &Pipeline, ctx: &RunContext<'_>) -> Result<Outp
         let out_probe = codec::probe(&bytes, &super::Limits { max_source_bytes: u64::MAX, ..limits.clone() })?;
         return Ok(json(ops::info::describe(&bytes, &out_probe)));
     }
-    Ok(Output { bytes, content_type: out_fmt.mime() })
+    trace.encode = started.elapsed().saturating_sub(trace.decode + trace.ops);
+    Ok(Output { bytes, content_type: out_fmt.mime(), trace })
 }
 
 /// Walks the chain on sizes only (the same formulas the ops use) and checks the limits:
@@ -328,5 +334,5 @@ fn predict_dims(
 }
 
 fn json(bytes: Vec<u8>) -> Output {
-    Output { bytes, content_type: "application/json" }
+    Output { bytes, content_type: "application/json", trace: super::Trace::default() }
 }
