@@ -5,6 +5,7 @@
 mod access;
 mod auto_format;
 mod binary;
+mod browser;
 mod common;
 mod explain;
 mod http_fit;
