@@ -38,19 +38,7 @@ pub fn is_compressible(content_type: &str) -> bool {
 
 /// Picks a coding from `Accept-Encoding` (q=0 means refused).
 pub fn negotiate(accept_encoding: &str) -> Option<Coding> {
-    let accepts = |name: &str| {
-        accept_encoding.split(',').any(|item| {
-            let mut parts = item.split(';');
-            let coding = parts.next().unwrap_or("").trim();
-            let q_zero = parts.any(|p| {
-                p.trim()
-                    .strip_prefix("q=")
-                    .and_then(|q| q.trim().parse::<f32>().ok())
-                    .is_some_and(|q| q <= 0.0)
-            });
-            coding.eq_ignore_ascii_case(name) && !q_zero
-        })
-    };
+    let accepts = |name: &str| crate::request::list_accepts(accept_encoding, name);
     if accepts("br") {
         Some(Coding::Brotli)
     } else if accepts("gzip") {

@@ -112,16 +112,22 @@ impl ObjectRequest {
 
 /// True when an `Accept` header lists `image/webp` with a non-zero quality.
 pub fn accepts_webp(accept: &str) -> bool {
-    accept.split(',').any(|item| {
+    list_accepts(accept, "image/webp")
+}
+
+/// True when a comma-separated negotiation header (`Accept`, `Accept-Encoding`) lists
+/// `token` (case-insensitive) without `q=0`.
+pub fn list_accepts(list: &str, token: &str) -> bool {
+    list.split(',').any(|item| {
         let mut parts = item.split(';');
-        let media = parts.next().unwrap_or("").trim();
+        let name = parts.next().unwrap_or("").trim();
         let refused = parts.any(|p| {
             p.trim()
                 .strip_prefix("q=")
                 .and_then(|q| q.trim().parse::<f32>().ok())
                 .is_some_and(|q| q <= 0.0)
         });
-        media.eq_ignore_ascii_case("image/webp") && !refused
+        name.eq_ignore_ascii_case(token) && !refused
     })
 }
 

@@ -10,13 +10,13 @@ use imgedge::origin::{
 };
 use std::time::Duration;
 
-const ID: &str = "LTAI5tExampleAccessKeyID";
-const SECRET: &str = "ExampleAccessKeySecret0123456789Abcd";
-const STS_ID: &str = "STS.NUgYrLnoC37mZZCNnAbez2Mwm";
-const STS_SECRET: &str = "ExampleStsSecret/With+Slash=Plus";
-const TOKEN: &str = "CAIS8gF1q6Ft5B2yfSjIr5bzLe3/lr1R+JTaNGvHlm0hTLxsr/7Gkjz2IHhMdHRg==";
+pub(crate) const ID: &str = "LTAI5tExampleAccessKeyID";
+pub(crate) const SECRET: &str = "ExampleAccessKeySecret0123456789Abcd";
+pub(crate) const STS_ID: &str = "STS.NUgYrLnoC37mZZCNnAbez2Mwm";
+pub(crate) const STS_SECRET: &str = "ExampleStsSecret/With+Slash=Plus";
+pub(crate) const TOKEN: &str = "CAIS8gF1q6Ft5B2yfSjIr5bzLe3/lr1R+JTaNGvHlm0hTLxsr/7Gkjz2IHhMdHRg==";
 
-fn fast_config() -> OriginConfig {
+pub(crate) fn fast_config() -> OriginConfig {
     OriginConfig {
         connect_timeout: Duration::from_millis(500),
         read_timeout: Duration::from_secs(1),

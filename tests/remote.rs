@@ -12,22 +12,7 @@ use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 
-const ID: &str = "LTAI5tExampleAccessKeyID";
-const SECRET: &str = "ExampleAccessKeySecret0123456789Abcd";
-const STS_ID: &str = "STS.NUgYrLnoC37mZZCNnAbez2Mwm";
-const STS_SECRET: &str = "ExampleStsSecret/With+Slash=Plus";
-const TOKEN: &str = "CAIS8gF1q6Ft5B2yfSjIr5bzLe3/lr1R+JTaNGvHlm0hTLxsr/7Gkjz2IHhMdHRg==";
-
-fn fast() -> OriginConfig {
-    OriginConfig {
-        connect_timeout: Duration::from_millis(500),
-        read_timeout: Duration::from_secs(1),
-        max_attempts: 3,
-        retry_base_delay: Duration::from_millis(10),
-        retry_max_delay: Duration::from_millis(50),
-        ..OriginConfig::default()
-    }
-}
+use crate::origins::{fast_config as fast, ID, SECRET, STS_ID, STS_SECRET, TOKEN};
 
 fn ttl_everything(secs: u64) -> Vec<TtlRule> {
     vec![TtlRule { kind: TtlRuleKind::Directory, value: "/".into(), ttl_secs: secs, weight: 1, prefer_origin: false }]

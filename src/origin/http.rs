@@ -528,6 +528,25 @@ pub fn xml_element<'a>(xml: &'a str, name: &str) -> Option<&'a str> {
 
 /// A header value from a string we built; invalid bytes are a bug in the caller's
 /// configuration (e.g. a control character in a credential), reported as `Config`.
+/// A bucket request: URL, Host, the (signed) headers, and the local string-to-sign
+/// kept as an extension for logging a `SignatureDoesNotMatch`.
+pub(crate) fn signed_request(
+    method: &str,
+    url: &str,
+    host: &str,
+    headers: &[(String, String)],
+    local: Option<LocalStringToSign>,
+) -> Result<Request<Empty<Bytes>>, OriginError> {
+    let mut b = Request::builder().method(method).uri(url).header(header::HOST, header_value(host)?);
+    for (n, v) in headers {
+        b = b.header(n.as_str(), header_value(v)?);
+    }
+    if let Some(local) = local {
+        b = b.extension(local);
+    }
+    b.body(Empty::new()).map_err(|e| OriginError::Config(format!("request: {e}")))
+}
+
 pub(crate) fn header_value(v: &str) -> Result<HeaderValue, OriginError> {
     HeaderValue::from_str(v).map_err(|_| OriginError::Config("header value with invalid characters".into()))
 }

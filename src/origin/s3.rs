@@ -8,7 +8,7 @@
 //! S3 requires to be present, so nothing can strip them in between). Without
 //! credentials requests go out unsigned (public buckets).
 
-use super::http::{header_value, HttpClient, LocalStringToSign};
+use super::http::{signed_request, HttpClient, LocalStringToSign};
 use super::sign::{self, Credentials, S3Target, SignInput};
 use super::{Addressing, Endpoint, FetchRequest, Fetched, OriginError};
 use bytes::Bytes;
@@ -103,15 +103,7 @@ impl S3Origin {
             local = Some(LocalStringToSign(signed.string_to_sign));
         }
         let url = format!("{}://{}{}{}", self.endpoint.scheme, host, path, super::encode_query(&query));
-        let mut b =
-            Request::builder().method(method).uri(url).header(http::header::HOST, header_value(&host)?);
-        for (n, v) in &headers {
-            b = b.header(n.as_str(), header_value(v)?);
-        }
-        if let Some(local) = local {
-            b = b.extension(local);
-        }
-        b.body(Empty::new()).map_err(|e| OriginError::Config(format!("request: {e}")))
+        signed_request(method, &url, &host, &headers, local)
     }
 
     /// Fetches one object (GET or HEAD), signing every attempt afresh.
