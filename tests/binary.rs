@@ -13,7 +13,7 @@ fn imgedge() -> Command {
 }
 
 /// Starts the binary on port 0 and reads the bound addresses from its log.
-fn spawn(args: &[&str], envs: &[(&str, &str)]) -> (Child, String, String, std::sync::mpsc::Receiver<String>) {
+pub(crate) fn spawn(args: &[&str], envs: &[(&str, &str)]) -> (Child, String, String, std::sync::mpsc::Receiver<String>) {
     let mut child = imgedge()
         .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
         .args(args)
@@ -46,7 +46,7 @@ fn spawn(args: &[&str], envs: &[(&str, &str)]) -> (Child, String, String, std::s
     }
 }
 
-fn http(addr: &str, request: &str) -> String {
+pub(crate) fn http(addr: &str, request: &str) -> String {
     let mut s = TcpStream::connect(addr).unwrap();
     s.write_all(request.as_bytes()).unwrap();
     let mut out = Vec::new();
@@ -54,7 +54,7 @@ fn http(addr: &str, request: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn sigterm(child: &Child) {
+pub(crate) fn sigterm(child: &Child) {
     let ok = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(ok.success());
 }
@@ -168,7 +168,7 @@ fn sample_config_passes_check_config_and_bad_ones_fail() {
     assert!(!out.status.success());
 }
 
-fn vm_hwm_kib(pid: u32) -> u64 {
+pub(crate) fn vm_hwm_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
         .lines()

@@ -4,6 +4,7 @@
 
 mod access;
 mod auto_format;
+mod bad_input;
 mod binary;
 mod browser;
 mod common;
