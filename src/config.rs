@@ -43,6 +43,9 @@ pub struct Config {
     pub request_timeout_ms: u64,
     /// How long shutdown waits for in-flight requests, in milliseconds.
     pub shutdown_grace_ms: u64,
+    /// Folder with the watermark fonts (`DejaVuSans.ttf`, `DroidSansFallbackFull.ttf`),
+    /// loaded once at start-up; relative paths are from the working directory.
+    pub fonts_dir: std::path::PathBuf,
 }
 
 impl Default for Config {
@@ -63,6 +66,7 @@ impl Default for Config {
             credentials: CredentialsConfig::default(),
             request_timeout_ms: 30_000,
             shutdown_grace_ms: 10_000,
+            fonts_dir: "assets/fonts".into(),
         }
     }
 }

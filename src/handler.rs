@@ -215,13 +215,20 @@ async fn fill(
     let ttl = app.ttl.for_object(&req.path, &meta, now);
     let entry = match &req.pipeline {
         Some(pipeline) => {
+            let overlays = fetch_watermarks(app, pipeline).await?;
             let pipeline = pipeline.clone();
             let limits = app.limits.clone();
+            let fonts = app.fonts.clone();
             let deadline = Instant::now() + app.config.request_timeout();
             let output = app
                 .workers
                 .run(deadline.into(), move || {
-                    let ctx = RunContext { limits: &limits, deadline: Some(deadline) };
+                    let ctx = RunContext {
+                        limits: &limits,
+                        deadline: Some(deadline),
+                        fonts: fonts.as_deref(),
+                        overlays: Some(&overlays),
+                    };
                     process::run(&bytes, &pipeline, &ctx)
                 })
                 .await??;
@@ -253,6 +260,51 @@ async fn fill(
         }
     };
     Ok(Filled::Entry { entry: Arc::new(entry), status, cacheable: ttl.is_some(), purged_at })
+}
+
+/// Fetches the watermark objects a pipeline names (spec §4.15: same bucket) through the
+/// same origin, whole and capped at the source size limit. The keys were normalised at
+/// parse time, so they cannot leave the origin's namespace.
+///
+/// # Errors
+/// 400 `WatermarkError` for a missing, too large or streamed object; other origin
+/// failures (timeouts, 5xx) as themselves.
+async fn fetch_watermarks(app: &Arc<App>, pipeline: &process::Pipeline) -> Result<process::Overlays, Error> {
+    let mut overlays = process::Overlays::new();
+    for key in pipeline.watermark_objects() {
+        let fetch = FetchRequest {
+            key: &key,
+            head_only: false,
+            if_none_match: None,
+            if_modified_since: None,
+            buffer_limit: app.limits.max_source_bytes,
+            range: None,
+        };
+        app.stats.origin_fetch();
+        let started = Instant::now();
+        let fetched = app.origin.fetch(&fetch).await;
+        app.stats.origin_latency(started.elapsed(), fetched.is_err());
+        let bytes = match fetched {
+            Ok(Fetched::Object(object)) => match object.body {
+                OriginBody::Full(bytes) => bytes,
+                OriginBody::Stream { .. } => return Err(watermark_error("The watermark object is too large.")),
+            },
+            Ok(Fetched::NotModified(_)) => {
+                return Err(OriginError::Upstream("304 to an unconditional request".into()).into())
+            }
+            Err(OriginError::NotFound) => {
+                return Err(watermark_error(format!("The watermark object does not exist: {key}")))
+            }
+            Err(OriginError::TooLarge { .. }) => return Err(watermark_error("The watermark object is too large.")),
+            Err(e) => return Err(e.into()),
+        };
+        overlays.insert(key, bytes);
+    }
+    Ok(overlays)
+}
+
+fn watermark_error(msg: impl Into<String>) -> Error {
+    process::ProcessError::watermark(msg).into()
 }
 
 /// ETag of processed bytes: a stable content hash.
