@@ -13,3 +13,4 @@ mod overload;
 mod proxy;
 mod remote;
 mod ssrf;
+mod watermark;
