@@ -32,6 +32,21 @@ fn bench(c: &mut Criterion) {
     g.bench_function("baseline_resize_w1000_jpeg", |b| b.iter(|| process::run(&src, &base, &ctx).expect("run")));
     g.bench_function("text_se_w1000_jpeg", |b| b.iter(|| process::run(&src, &wm, &ctx).expect("run")));
     g.bench_function("text_fill_w1000_jpeg", |b| b.iter(|| process::run(&src, &fill, &ctx).expect("run")));
+    // The watermark step alone on a decoded 1000 px frame (block cached after the first).
+    let decoded = stages::decode_for_width(&src, 800).expect("decode");
+    let frame = stages::resize_to_width(&decoded, 1000).expect("resize");
+    for (name, chain) in [
+        ("draw_text_se_1000px", format!("image/watermark,text_{text},size_40,color_FFFFFF,shadow_50,g_se")),
+        ("draw_text_fill_1000px", format!("image/watermark,text_{text},size_24,fill_1,t_40")),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter_batched(
+                || stages::resize_to_width(&frame, 1000).expect("copy"),
+                |mut img| stages::draw_watermarks(&mut img, &chain, &fonts).expect("draw"),
+                criterion::BatchSize::LargeInput,
+            )
+        });
+    }
     // What the cache saves per request: rasterising the same text block uncached.
     g.bench_function("rasterise_uncached_40px", |b| {
         b.iter(|| stages::rasterise_text(&fonts, "imgedge 图片水印", 40).expect("render"))

@@ -365,6 +365,17 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn type_selects_the_face() {
+        let f = fonts();
+        let dejavu = f.text_block(&key("Type")).unwrap();
+        let droid = f.text_block(&TextKey { font: "droidsansfallback", ..key("Type") }).unwrap();
+        assert_ne!(dejavu.as_raw(), droid.as_raw(), "droidsansfallback draws Latin with its own glyphs");
+        // The FangZheng names are accepted and substituted by the default chain.
+        let fz = f.text_block(&TextKey { font: "fangzhengkaiti", ..key("Type") }).unwrap();
+        assert_eq!(dejavu.as_raw(), fz.as_raw());
+    }
+
+    #[test]
     fn rotation_swaps_sides_at_90() {
         let b = RgbaImage::from_pixel(10, 4, image::Rgba([255, 0, 0, 255]));
         let r = rotate_rgba(&b, 90).unwrap();

@@ -65,3 +65,21 @@ pub fn rasterise_text(fonts: &Fonts, text: &str, size: u32) -> Result<(u32, u32)
     let key = super::fonts::TextKey { font: "wqy-zenhei", size, text: text.to_owned(), color: [0, 0, 0], shadow: 0, rotate: 0 };
     fonts.render(&key).map(|b| b.dimensions())
 }
+
+/// Draws every `watermark` op of `chain` (text only; no watermark objects) on `img`,
+/// as `run` does: block from the font cache, then composited.
+///
+/// # Errors
+/// As `run`.
+pub fn draw_watermarks(img: &mut Decoded, chain: &str, fonts: &Fonts) -> Result<(), ProcessError> {
+    let limits = Limits::default();
+    let p = super::parse(chain, &super::Styles::new(), &limits)?;
+    let ctx = super::RunContext { fonts: Some(fonts), ..super::RunContext::new(&limits) };
+    for op in &p.ops {
+        if let super::ops::Op::Watermark(w) = op {
+            let block = w.prepare(img.dims(), &ctx)?;
+            w.draw(&mut img.0, &block);
+        }
+    }
+    Ok(())
+}
