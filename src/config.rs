@@ -43,7 +43,7 @@ pub struct Config {
     pub request_timeout_ms: u64,
     /// How long shutdown waits for in-flight requests, in milliseconds.
     pub shutdown_grace_ms: u64,
-    /// Folder with the watermark fonts (`DejaVuSans.ttf`, `DroidSansFallbackFull.ttf`),
+    /// Folder with the watermark fonts (`process::fonts::FACES`: DejaVu Sans/Bold/Serif, Droid Sans Fallback),
     /// loaded once at start-up; relative paths are from the working directory.
     pub fonts_dir: std::path::PathBuf,
 }

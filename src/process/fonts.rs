@@ -23,10 +23,14 @@ use image::RgbaImage;
 
 use super::ProcessError;
 
-/// File name of the Latin face.
-pub const LATIN_FILE: &str = "DejaVuSans.ttf";
-/// File name of the CJK face.
-pub const CJK_FILE: &str = "DroidSansFallbackFull.ttf";
+/// The font files in `fonts_dir`, in face-index order, each with a character it must
+/// have a glyph for (a cheap check that the file is the face we expect).
+pub const FACES: [(&str, char); 4] = [
+    ("DejaVuSans.ttf", 'A'),
+    ("DroidSansFallbackFull.ttf", '图'),
+    ("DejaVuSans-Bold.ttf", 'A'),
+    ("DejaVuSerif.ttf", 'A'),
+];
 
 /// [decision] spec §4.15: shadow offset, in pixels right and down.
 pub(crate) const SHADOW_OFFSET: u32 = 2;
@@ -76,7 +80,7 @@ pub(crate) struct TextKey {
 
 /// The loaded faces and the rendered-text cache. Build once with [`Fonts::load_dir`].
 pub struct Fonts {
-    /// 0 = Latin (DejaVu Sans), 1 = CJK (Droid Sans Fallback).
+    /// In [`FACES`] order: DejaVu Sans, Droid Sans Fallback, DejaVu Sans Bold, DejaVu Serif.
     faces: Vec<FontVec>,
     cache: moka::sync::Cache<TextKey, Arc<RgbaImage>>,
     rasterised: AtomicU64,
@@ -89,36 +93,38 @@ impl fmt::Debug for Fonts {
 }
 
 impl Fonts {
-    /// Loads `DejaVuSans.ttf` and `DroidSansFallbackFull.ttf` from `dir` and checks that
-    /// each has the glyphs it is used for.
+    /// Loads the [`FACES`] files from `dir` and checks that each has the glyphs it is
+    /// used for.
     ///
     /// # Errors
     /// A missing, unreadable or broken font file (start-up fails with its path).
     pub fn load_dir(dir: &Path) -> Result<Fonts, FontError> {
-        let read = |name: &str| {
+        let mut files = Vec::with_capacity(FACES.len());
+        for (name, _) in FACES {
             let path = dir.join(name);
-            std::fs::read(&path)
-                .map_err(|source| FontError::Read { path: path.display().to_string(), source })
-                .map(|b| (path.display().to_string(), b))
-        };
-        let latin = read(LATIN_FILE)?;
-        let cjk = read(CJK_FILE)?;
-        Fonts::from_bytes(latin, cjk)
+            let bytes = std::fs::read(&path)
+                .map_err(|source| FontError::Read { path: path.display().to_string(), source })?;
+            files.push((path.display().to_string(), bytes));
+        }
+        Fonts::from_bytes(files)
     }
 
-    /// Builds from font file contents, given as `(name for errors, bytes)`.
+    /// Builds from font file contents in [`FACES`] order, each `(name for errors, bytes)`.
     ///
     /// # Errors
-    /// A broken font, or one without the glyphs it is used for.
-    pub fn from_bytes(latin: (String, Vec<u8>), cjk: (String, Vec<u8>)) -> Result<Fonts, FontError> {
-        let load = |(path, bytes): (String, Vec<u8>), probe: char| {
+    /// A missing or broken font, or one without the glyphs it is used for.
+    pub fn from_bytes(files: Vec<(String, Vec<u8>)>) -> Result<Fonts, FontError> {
+        if files.len() != FACES.len() {
+            return Err(FontError::Invalid { path: format!("{} font files given, {} needed", files.len(), FACES.len()) });
+        }
+        let mut faces = Vec::with_capacity(FACES.len());
+        for ((path, bytes), (_, probe)) in files.into_iter().zip(FACES) {
             let f = FontVec::try_from_vec(bytes).map_err(|_| FontError::Invalid { path: path.clone() })?;
             if f.glyph_id(probe) == GlyphId(0) {
                 return Err(FontError::Invalid { path });
             }
-            Ok(f)
-        };
-        let faces = vec![load(latin, 'A')?, load(cjk, '图')?];
+            faces.push(f);
+        }
         let cache = moka::sync::Cache::builder()
             .max_capacity(CACHE_BYTES)
             .weigher(|_k: &TextKey, v: &Arc<RgbaImage>| u32::try_from(v.as_raw().len()).unwrap_or(u32::MAX))
@@ -134,13 +140,16 @@ impl Fonts {
 
     /// The face chain for an OSS font name (indices into `faces`).
     ///
-    /// `droidsansfallback` is Droid Sans Fallback itself (its own Latin glyphs first);
-    /// every other name (WenQuanYi and the proprietary FangZheng faces) is substituted by
-    /// DejaVu Sans for Latin with Droid Sans Fallback for CJK, a sans-serif pairing close
-    /// to WenQuanYi Zen Hei.
+    /// CJK always comes from Droid Sans Fallback (the only CJK face shipped); the Latin
+    /// face follows the style of the OSS font: Hei (sans) → DejaVu Sans, FZ HeiTi (bold
+    /// sans) → DejaVu Sans Bold, the Song/Kai/FangSong faces (serif-like) → DejaVu Serif.
+    /// `droidsansfallback` tries Droid Sans Fallback first (it has almost no Latin, so
+    /// Latin still falls through to DejaVu Sans). See `assets/fonts/README.md`.
     fn chain(font: &str) -> &'static [usize] {
         match font {
             "droidsansfallback" => &[1, 0],
+            "fangzhengheiti" => &[2, 1],
+            "fangzhengshusong" | "fangzhengkaiti" | "fangzhengfangsong" => &[3, 1],
             _ => &[0, 1],
         }
     }
@@ -367,12 +376,16 @@ pub(crate) mod tests {
     #[test]
     fn type_selects_the_face() {
         let f = fonts();
-        let dejavu = f.text_block(&key("Type")).unwrap();
-        let droid = f.text_block(&TextKey { font: "droidsansfallback", ..key("Type") }).unwrap();
-        assert_ne!(dejavu.as_raw(), droid.as_raw(), "droidsansfallback draws Latin with its own glyphs");
-        // The FangZheng names are accepted and substituted by the default chain.
-        let fz = f.text_block(&TextKey { font: "fangzhengkaiti", ..key("Type") }).unwrap();
-        assert_eq!(dejavu.as_raw(), fz.as_raw());
+        let sans = f.text_block(&key("Type")).unwrap();
+        let bold = f.text_block(&TextKey { font: "fangzhengheiti", ..key("Type") }).unwrap();
+        let serif = f.text_block(&TextKey { font: "fangzhengshusong", ..key("Type") }).unwrap();
+        assert_ne!(sans.as_raw(), bold.as_raw());
+        assert_ne!(sans.as_raw(), serif.as_raw());
+        assert_ne!(bold.as_raw(), serif.as_raw());
+        // CJK comes from Droid Sans Fallback whatever the name.
+        let a = f.text_block(&TextKey { font: "fangzhengkaiti", ..key("图片") }).unwrap();
+        let b = f.text_block(&TextKey { font: "droidsansfallback", ..key("图片") }).unwrap();
+        assert_eq!(a.as_raw(), b.as_raw());
     }
 
     #[test]
@@ -387,7 +400,8 @@ pub(crate) mod tests {
     fn broken_font_fails_load() {
         let e = Fonts::load_dir(Path::new("/nonexistent")).unwrap_err();
         assert!(e.to_string().contains("DejaVuSans.ttf"));
-        let e = Fonts::from_bytes(("a".into(), vec![1, 2, 3]), ("b".into(), vec![])).unwrap_err();
+        let files = (0..4).map(|i| (format!("f{i}"), vec![1, 2, 3])).collect();
+        let e = Fonts::from_bytes(files).unwrap_err();
         assert!(matches!(e, FontError::Invalid { .. }));
     }
 }
