@@ -88,6 +88,10 @@ fn cases() -> Vec<(&'static str, bool, String)> {
             "image/watermark,image_{logo},text_{},size_18,order_1,align_1,interval_6,g_center,color_FFFFFF/format,png",
             t("mixed")
         )),
+        ("fonts", false, format!(
+            "image/watermark,text_{},size_18,g_nw,color_FFFFFF/watermark,text_{},size_18,g_west,type_{},color_FFFFFF/watermark,text_{},size_18,g_sw,type_{},color_FFFFFF/format,png",
+            t("Hei 黑体"), t("HeiTi 黑体"), t("fangzhengheiti"), t("Song 宋体"), t("fangzhengshusong")
+        )),
         ("alpha_out", true, format!("image/watermark,text_{},size_24,g_west,t_70,color_FF00FF/format,png", t("alpha"))),
     ]
 }
