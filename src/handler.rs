@@ -1,5 +1,6 @@
-//! The GET/HEAD flow: cache lookup → single-flight fill (origin fetch, processing
-//! on the worker pool, revalidation of stale copies) → response headers and range.
+//! The GET/HEAD flow: cache lookup → single-flight fill (origin fetch, the watermark
+//! objects a pipeline names fetched from the same origin, processing on the worker pool,
+//! revalidation of stale copies) → response headers and range.
 //!
 //! This is the only module that combines request, cache, origin, workers and
 //! process. Only complete results enter the cache: a fill stores its entry after
