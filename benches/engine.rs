@@ -45,7 +45,7 @@ fn bench(c: &mut Criterion) {
         ("jpeg_q80", "image/resize,w_400/format,jpg/quality,Q_80"),
     ] {
         let p = process::parse(chain, &styles, &limits).unwrap();
-        let ctx = RunContext { limits: &limits, deadline: None };
+        let ctx = RunContext::new(&limits);
         let out = process::run(&src, &p, &ctx).unwrap();
         eprintln!("{name}: {} bytes", out.bytes.len());
         g.bench_function(name, |b| b.iter(|| process::run(black_box(&src), &p, &ctx).unwrap()));

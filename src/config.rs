@@ -46,6 +46,9 @@ pub struct Config {
     pub request_timeout_ms: u64,
     /// How long shutdown waits for in-flight requests, in milliseconds.
     pub shutdown_grace_ms: u64,
+    /// Folder with the watermark fonts (`process::fonts::FACES`: DejaVu Sans/Bold/Serif, Droid Sans Fallback),
+    /// loaded once at start-up; relative paths are from the working directory.
+    pub fonts_dir: std::path::PathBuf,
 }
 
 impl Default for Config {
@@ -67,6 +70,7 @@ impl Default for Config {
             credentials: CredentialsConfig::default(),
             request_timeout_ms: 30_000,
             shutdown_grace_ms: 10_000,
+            fonts_dir: "assets/fonts".into(),
         }
     }
 }

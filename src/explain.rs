@@ -7,7 +7,6 @@ use crate::cache::key::query_pairs;
 use crate::cache::CacheKey;
 use crate::error::Error;
 use crate::origin::{Body, FetchRequest, Fetched, OriginError};
-use crate::process::{self, RunContext};
 use crate::request::ObjectRequest;
 use crate::{purge, App};
 use http::{header, HeaderMap, Method};
@@ -86,18 +85,10 @@ async fn fresh_run(app: &Arc<App>, req: &ObjectRequest) -> Value {
     let Some(pipeline) = req.pipeline.clone() else {
         return json!({"origin_ms": origin_ms, "source_bytes": bytes.len()});
     };
-    let limits = app.limits.clone();
-    let deadline = Instant::now() + app.config.request_timeout();
     let source_bytes = bytes.len();
-    let result = app
-        .workers
-        .run(deadline.into(), move || {
-            let ctx = RunContext { limits: &limits, deadline: Some(deadline) };
-            process::run(&bytes, &pipeline, &ctx)
-        })
-        .await;
+    let result = crate::handler::process_source(app, &pipeline, bytes).await;
     match result {
-        Ok(Ok(out)) => json!({
+        Ok(out) => json!({
             "origin_ms": origin_ms,
             "source_bytes": source_bytes,
             "shrink_on_load": format!("1/{}", out.trace.shrink.max(1)),
@@ -107,7 +98,6 @@ async fn fresh_run(app: &Arc<App>, req: &ObjectRequest) -> Value {
             "output_bytes": out.bytes.len(),
             "content_type": out.content_type,
         }),
-        Ok(Err(e)) => json!({"origin_ms": origin_ms, "error": e.code(), "message": e.message()}),
-        Err(e) => json!({"origin_ms": origin_ms, "error": e.code()}),
+        Err(e) => json!({"origin_ms": origin_ms, "error": e.code(), "message": e.public_message()}),
     }
 }

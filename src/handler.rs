@@ -1,5 +1,6 @@
-//! The GET/HEAD flow: cache lookup → single-flight fill (origin fetch, processing
-//! on the worker pool, revalidation of stale copies) → response headers and range.
+//! The GET/HEAD flow: cache lookup → single-flight fill (origin fetch, the watermark
+//! objects a pipeline names fetched from the same origin, processing on the worker pool,
+//! revalidation of stale copies) → response headers and range.
 //!
 //! This is the only module that combines request, cache, origin, workers and
 //! process. Only complete results enter the cache: a fill stores its entry after
@@ -216,19 +217,7 @@ async fn fill(
     let ttl = app.ttl.for_object(&req.path, &meta, now);
     let entry = match &req.pipeline {
         Some(pipeline) => {
-            let pipeline = pipeline.clone();
-            let limits = app.limits.clone();
-            let deadline = Instant::now() + app.config.request_timeout();
-            let output = app
-                .workers
-                .run(deadline.into(), move || {
-                    let ctx = RunContext { limits: &limits, deadline: Some(deadline) };
-                    process::run(&bytes, &pipeline, &ctx)
-                })
-                .await??;
-            app.stats.stage("decode", output.trace.decode);
-            app.stats.stage("ops", output.trace.ops);
-            app.stats.stage("encode", output.trace.encode);
+            let output = process_source(app, pipeline, bytes).await?;
             let body = Bytes::from(output.bytes);
             let etag = content_etag(&body);
             Entry::new(
@@ -257,6 +246,80 @@ async fn fill(
         }
     };
     Ok(Filled::Entry { entry: Arc::new(entry), status, cacheable: ttl.is_some(), purged_at })
+}
+
+/// Runs a pipeline on a source on the worker pool: watermark objects are fetched
+/// first, fonts come from start-up, stage times go to the metrics.
+///
+/// # Errors
+/// Watermark fetch failures, overload, deadline and processing errors.
+pub async fn process_source(app: &Arc<App>, pipeline: &process::Pipeline, bytes: Bytes) -> Result<process::Output, Error> {
+    let overlays = fetch_watermarks(app, pipeline).await?;
+    let pipeline = pipeline.clone();
+    let limits = app.limits.clone();
+    let fonts = app.fonts.clone();
+    let deadline = Instant::now() + app.config.request_timeout();
+    let output = app
+        .workers
+        .run(deadline.into(), move || {
+            let ctx = RunContext {
+                limits: &limits,
+                deadline: Some(deadline),
+                fonts: fonts.as_deref(),
+                overlays: Some(&overlays),
+            };
+            process::run(&bytes, &pipeline, &ctx)
+        })
+        .await??;
+    app.stats.stage("decode", output.trace.decode);
+    app.stats.stage("ops", output.trace.ops);
+    app.stats.stage("encode", output.trace.encode);
+    Ok(output)
+}
+
+/// Fetches the watermark objects a pipeline names (spec §4.15: same bucket) through the
+/// same origin, whole and capped at the source size limit. The keys were normalised at
+/// parse time, so they cannot leave the origin's namespace.
+///
+/// # Errors
+/// 400 `WatermarkError` for a missing, too large or streamed object; other origin
+/// failures (timeouts, 5xx) as themselves.
+async fn fetch_watermarks(app: &Arc<App>, pipeline: &process::Pipeline) -> Result<process::Overlays, Error> {
+    let mut overlays = process::Overlays::new();
+    for key in pipeline.watermark_objects() {
+        let fetch = FetchRequest {
+            key: &key,
+            head_only: false,
+            if_none_match: None,
+            if_modified_since: None,
+            buffer_limit: app.limits.max_source_bytes,
+            range: None,
+        };
+        app.stats.origin_fetch();
+        let started = Instant::now();
+        let fetched = app.origin.fetch(&fetch).await;
+        app.stats.origin_latency(started.elapsed(), fetched.is_err());
+        let bytes = match fetched {
+            Ok(Fetched::Object(object)) => match object.body {
+                OriginBody::Full(bytes) => bytes,
+                OriginBody::Stream { .. } => return Err(watermark_error("The watermark object is too large.")),
+            },
+            Ok(Fetched::NotModified(_)) => {
+                return Err(OriginError::Upstream("304 to an unconditional request".into()).into())
+            }
+            Err(OriginError::NotFound) => {
+                return Err(watermark_error(format!("The watermark object does not exist: {key}")))
+            }
+            Err(OriginError::TooLarge { .. }) => return Err(watermark_error("The watermark object is too large.")),
+            Err(e) => return Err(e.into()),
+        };
+        overlays.insert(key, bytes);
+    }
+    Ok(overlays)
+}
+
+fn watermark_error(msg: impl Into<String>) -> Error {
+    process::ProcessError::watermark(msg).into()
 }
 
 /// ETag of processed bytes: a stable content hash.

@@ -58,6 +58,9 @@ pub struct App {
     pub stats: Stats,
     /// Site selection and access rules.
     pub access: access::Access,
+    /// Watermark fonts, loaded once at start-up ([`App::with_fonts`]); without them a
+    /// text watermark answers 500.
+    pub fonts: Option<std::sync::Arc<process::Fonts>>,
     default_host: OnceLock<String>,
     request_seq: AtomicU64,
     request_seed: u64,
@@ -86,11 +89,18 @@ impl App {
             workers,
             limits,
             stats: Stats::default(),
+            fonts: None,
             default_host: OnceLock::new(),
             request_seq: AtomicU64::new(0),
             request_seed,
             task_seq: AtomicU64::new(1),
         }
+    }
+
+    /// Adds the start-up fonts (see [`process::Fonts::load_dir`]).
+    pub fn with_fonts(mut self, fonts: std::sync::Arc<process::Fonts>) -> App {
+        self.fonts = Some(fonts);
+        self
     }
 
     /// A new 24-hex-digit request id, as OSS uses.

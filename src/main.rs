@@ -140,6 +140,10 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or_else(OriginCredentials::from_env);
     let origin = Origin::from_spec_with(&config.origin, &credentials, &config.origin_client.to_origin_config())
         .context("--origin")?;
+    // Fonts load once; a missing or broken file stops start-up here, not a request.
+    let fonts = imgedge::process::Fonts::load_dir(&config.fonts_dir)
+        .map(Arc::new)
+        .with_context(|| format!("loading watermark fonts from fonts_dir {}", config.fonts_dir.display()))?;
     if check_only {
         println!("configuration OK: origin {}", origin.describe());
         return Ok(());
@@ -162,7 +166,7 @@ fn main() -> anyhow::Result<()> {
             origin = %origin.describe(),
             "imgedge serving"
         );
-        let app = Arc::new(App::new(config, origin));
+        let app = Arc::new(App::new(config, origin).with_fonts(fonts));
         imgedge::serve(public, admin, app, shutdown_signal()).await?;
         tracing::info!("stopped");
         Ok(())

@@ -26,7 +26,8 @@ async fn explain_shows_pipeline_key_cache_state_and_timings() {
 
     // Stage histograms moved with the processed request.
     let m = s.send(Method::GET, &s.admin_url("/metrics"), &[], bytes::Bytes::new()).await.text();
-    assert!(m.contains("imgedge_process_stage_seconds_count{stage=\"decode\"} 1"), "{m}");
+    // One processed GET plus the explain's fresh run.
+    assert!(m.contains("imgedge_process_stage_seconds_count{stage=\"decode\"} 2"), "{m}");
 }
 
 #[tokio::test]

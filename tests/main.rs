@@ -17,3 +17,4 @@ mod overload;
 mod proxy;
 mod remote;
 mod ssrf;
+mod watermark;

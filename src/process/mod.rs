@@ -34,7 +34,9 @@
 //!   count through resize/crop; any other op or format takes the first frame (spec §2.4,
 //!   including GIF → WebP; `GIF_TO_WEBP_ANIMATED` in pipeline.rs flips that). APNG is
 //!   read as its first frame.
-//! - `watermark` is parsed and validated but answers 501 NotImplemented (separate issue).
+//! - `watermark` draws text (start-up [`Fonts`], cached blocks), image (objects fetched
+//!   by the caller and passed in [`RunContext::overlays`]) and mixed blocks on every frame;
+//!   see `ops/watermark.rs` for its `[decision]`s.
 //! - `bright`, `contrast`, `sharpen` curves and the `average-hue` threshold are
 //!   undocumented by OSS; see their files.
 
@@ -43,6 +45,7 @@ use std::time::Instant;
 
 pub(crate) mod codec;
 pub(crate) mod colour;
+pub mod fonts;
 pub(crate) mod picture;
 pub(crate) mod ops;
 pub(crate) mod parse;
@@ -54,8 +57,14 @@ pub mod stages;
 mod reference_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod watermark_tests;
 
+pub use fonts::Fonts;
 pub use pipeline::Pipeline;
+
+/// Watermark objects fetched for a run: normalised key (no leading `/`) → bytes.
+pub type Overlays = HashMap<String, bytes::Bytes>;
 
 /// Named styles from the config file: name → `image/...` chain.
 pub type Styles = HashMap<String, String>;
@@ -94,6 +103,19 @@ pub struct RunContext<'a> {
     pub limits: &'a Limits,
     /// Work past this instant is abandoned.
     pub deadline: Option<Instant>,
+    /// Fonts for text watermarks (loaded once at start-up); `None` makes a text
+    /// watermark a 500.
+    pub fonts: Option<&'a Fonts>,
+    /// Watermark objects named by the pipeline ([`Pipeline::watermark_objects`]),
+    /// fetched by the caller from the same origin.
+    pub overlays: Option<&'a Overlays>,
+}
+
+impl<'a> RunContext<'a> {
+    /// A context with limits only: no deadline, fonts or watermark objects.
+    pub fn new(limits: &'a Limits) -> Self {
+        RunContext { limits, deadline: None, fonts: None, overlays: None }
+    }
 }
 
 /// A processed result.
@@ -196,7 +218,13 @@ impl ProcessError {
         Self::new(400, "ImageTooLarge", ec, msg)
     }
 
+    /// 400 `WatermarkError`: the watermark object is missing or unusable (spec §5.2).
+    pub fn watermark(msg: impl Into<String>) -> Self {
+        Self::new(400, "WatermarkError", None, msg)
+    }
+
     /// 501 `NotImplemented`.
+    #[allow(dead_code)] // kept for features the engine does not support yet
     pub(crate) fn not_implemented(msg: impl Into<String>) -> Self {
         Self::new(501, "NotImplemented", None, msg)
     }

@@ -247,5 +247,14 @@ fn parse_image_chain(value: &str, limits: &Limits) -> Result<Pipeline, ProcessEr
     if count == 0 {
         return Err(ProcessError::invalid_msg("operator not specified", Some("0040-00000212")));
     }
+    // Spec §4.15: at most 3 image watermarks per request ([decision] 400 InvalidArgument).
+    let images = pipeline
+        .ops
+        .iter()
+        .filter(|o| matches!(o, Op::Watermark(w) if w.image.is_some()))
+        .count();
+    if images > 3 {
+        return Err(ProcessError::invalid_msg("At most 3 image watermarks are allowed in one request.", None));
+    }
     Ok(pipeline)
 }

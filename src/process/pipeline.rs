@@ -116,6 +116,23 @@ impl Pipeline {
         Pipeline { auto_format: Some(Format::Webp), ..self.clone() }
     }
 
+    /// The watermark object keys the chain needs (normalised, no leading `/`, each once,
+    /// in chain order). The caller fetches them from the same origin and passes them in
+    /// [`RunContext::overlays`](super::RunContext::overlays).
+    pub fn watermark_objects(&self) -> Vec<String> {
+        let mut keys: Vec<String> = Vec::new();
+        for op in &self.ops {
+            if let Op::Watermark(w) = op {
+                if let Some(k) = w.object_key() {
+                    if !keys.iter().any(|x| x == k) {
+                        keys.push(k.to_owned());
+                    }
+                }
+            }
+        }
+        keys
+    }
+
     /// Number of pixel operations.
     pub fn len(&self) -> usize {
         self.ops.len()
@@ -162,9 +179,6 @@ pub(crate) fn run(src: &[u8], p: &Pipeline, ctx: &RunContext<'_>) -> Result<Outp
     // Standalone `info` describes the stored object without decoding pixels.
     if p.terminal == Some(Terminal::Info) && p.ops.is_empty() && p.format.is_none() {
         return Ok(json(ops::info::describe(src, &probe)));
-    }
-    if p.ops.iter().any(|o| matches!(o, Op::Watermark(_))) {
-        return Err(ProcessError::not_implemented("The watermark operation is not implemented yet."));
     }
 
     let orientation = if p.auto_orient { probe.meta.orientation } else { 1 };
@@ -216,6 +230,14 @@ pub(crate) fn run(src: &[u8], p: &Pipeline, ctx: &RunContext<'_>) -> Result<Outp
             pic.make_static();
         }
         let dims = pic.dims();
+        if let Op::Watermark(w) = op {
+            // One block per op (all frames have the same size), drawn on every frame.
+            let block = w.prepare(dims, ctx)?;
+            for f in &mut pic.frames {
+                w.draw(&mut f.img, &block);
+            }
+            continue;
+        }
         // The first resize uses the plan computed on the stored (oriented) size, which
         // may differ from `dims` after shrink-on-load.
         let (plan, logical) = match (op, i, first_plan) {
@@ -242,9 +264,7 @@ pub(crate) fn run(src: &[u8], p: &Pipeline, ctx: &RunContext<'_>) -> Result<Outp
                 Op::Bright(b) => b.apply(owned),
                 Op::Contrast(c) => c.apply(owned),
                 Op::Sharpen(s) => s.apply(img)?,
-                Op::Watermark(_) => {
-                    return Err(ProcessError::not_implemented("The watermark operation is not implemented yet."))
-                }
+                Op::Watermark(_) => return Err(ProcessError::internal("watermark drawn above")),
             };
         }
     }

@@ -5,7 +5,7 @@ use image::DynamicImage;
 
 use super::codec::{self, EncodeOptions};
 use super::picture;
-use super::{Limits, ProcessError};
+use super::{Fonts, Limits, ProcessError};
 
 /// A decoded image, opaque to callers.
 pub struct Decoded(DynamicImage);
@@ -54,4 +54,32 @@ pub fn encode_jpeg(img: &Decoded, quality: u8) -> Result<Vec<u8>, ProcessError> 
 /// As `run`.
 pub fn encode_webp(img: &Decoded, quality: u8) -> Result<Vec<u8>, ProcessError> {
     codec::encode_webp(&img.0, &EncodeOptions { quality, ..EncodeOptions::default() })
+}
+
+/// Rasterises a text watermark block without the cache (default font, black, no shadow)
+/// and returns its size.
+///
+/// # Errors
+/// As `run` (a block over the size limit).
+pub fn rasterise_text(fonts: &Fonts, text: &str, size: u32) -> Result<(u32, u32), ProcessError> {
+    let key = super::fonts::TextKey { font: "wqy-zenhei", size, text: text.to_owned(), color: [0, 0, 0], shadow: 0, rotate: 0 };
+    fonts.render(&key).map(|b| b.dimensions())
+}
+
+/// Draws every `watermark` op of `chain` (text only; no watermark objects) on `img`,
+/// as `run` does: block from the font cache, then composited.
+///
+/// # Errors
+/// As `run`.
+pub fn draw_watermarks(img: &mut Decoded, chain: &str, fonts: &Fonts) -> Result<(), ProcessError> {
+    let limits = Limits::default();
+    let p = super::parse(chain, &super::Styles::new(), &limits)?;
+    let ctx = super::RunContext { fonts: Some(fonts), ..super::RunContext::new(&limits) };
+    for op in &p.ops {
+        if let super::ops::Op::Watermark(w) = op {
+            let block = w.prepare(img.dims(), &ctx)?;
+            w.draw(&mut img.0, &block);
+        }
+    }
+    Ok(())
 }

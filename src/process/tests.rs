@@ -30,7 +30,8 @@ fn pp(v: &str) -> Result<Pipeline, ProcessError> {
 pub(crate) fn run_chain(src: &[u8], chain: &str) -> Result<Output, ProcessError> {
     let p = pp(chain)?;
     let limits = Limits::default();
-    run(src, &p, &RunContext { limits: &limits, deadline: None })
+    let fonts = super::fonts::tests::fonts();
+    run(src, &p, &RunContext { fonts: Some(fonts), ..RunContext::new(&limits) })
 }
 
 pub(crate) fn decode_out(out: &Output) -> image::DynamicImage {
@@ -332,13 +333,16 @@ fn average_hue_json() {
 }
 
 #[test]
-fn watermark_not_implemented_and_deadline() {
+fn watermark_runs_and_deadline() {
     let src = corpus(PHOTO);
-    assert_eq!(run_chain(&src, "image/watermark,text_SGVsbG8").unwrap_err().status(), 501);
+    assert!(run_chain(&src, "image/watermark,text_SGVsbG8").is_ok());
+    // Without start-up fonts a text watermark is an internal error, not a panic.
+    let p = pp("image/watermark,text_SGVsbG8").unwrap();
+    assert_eq!(run(&src, &p, &RunContext::new(&Limits::default())).unwrap_err().status(), 500);
     let p = pp("image/resize,w_10").unwrap();
     let limits = Limits::default();
     let past = std::time::Instant::now() - std::time::Duration::from_secs(1);
-    let e = run(&src, &p, &RunContext { limits: &limits, deadline: Some(past) }).unwrap_err();
+    let e = run(&src, &p, &RunContext { deadline: Some(past), ..RunContext::new(&limits) }).unwrap_err();
     assert_eq!(e.status(), 504);
 }
 
@@ -347,15 +351,15 @@ fn limits_before_decoding() {
     let src = corpus(PHOTO);
     let p = pp("image/resize,w_10").unwrap();
     let lim = Limits { max_source_bytes: 1000, ..Limits::default() };
-    assert_eq!(run(&src, &p, &RunContext { limits: &lim, deadline: None }).unwrap_err().code(), "ImageTooLarge");
+    assert_eq!(run(&src, &p, &RunContext::new(&lim)).unwrap_err().code(), "ImageTooLarge");
     let lim = Limits { max_source_pixels: 1000, ..Limits::default() };
-    let e = run(&src, &p, &RunContext { limits: &lim, deadline: None }).unwrap_err();
+    let e = run(&src, &p, &RunContext::new(&lim)).unwrap_err();
     assert_eq!((e.code(), e.ec()), ("ImageTooLarge", Some("0040-00000012")));
     let gif = corpus("animated/rotating_earth_44_frames.gif");
     let lim = Limits { max_frames: 10, ..Limits::default() };
-    assert_eq!(run(&gif, &p, &RunContext { limits: &lim, deadline: None }).unwrap_err().code(), "ImageTooLarge");
+    assert_eq!(run(&gif, &p, &RunContext::new(&lim)).unwrap_err().code(), "ImageTooLarge");
     let lim = Limits { max_output_pixels: 100, ..Limits::default() };
-    assert_eq!(run(&src, &pp("image/resize,w_100").unwrap(), &RunContext { limits: &lim, deadline: None }).unwrap_err().code(), "ImageTooLarge");
+    assert_eq!(run(&src, &pp("image/resize,w_100").unwrap(), &RunContext::new(&lim)).unwrap_err().code(), "ImageTooLarge");
 }
 
 #[test]

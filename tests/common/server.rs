@@ -47,6 +47,16 @@ pub fn fixtures() -> String {
     concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures").to_owned()
 }
 
+/// The repository's watermark fonts, loaded once per test binary (as main.rs does once
+/// per process).
+pub fn fonts() -> Arc<imgedge::process::Fonts> {
+    static FONTS: std::sync::OnceLock<Arc<imgedge::process::Fonts>> = std::sync::OnceLock::new();
+    Arc::clone(FONTS.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/fonts");
+        Arc::new(imgedge::process::Fonts::load_dir(&dir).expect("fonts load"))
+    }))
+}
+
 /// Starts a server on the fixtures folder with default config.
 pub async fn start() -> TestServer {
     start_with(fixtures(), |_| {}).await
@@ -68,7 +78,7 @@ pub async fn start_app(config: Config, origin: Origin) -> TestServer {
     let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = public.local_addr().unwrap();
     let admin_addr = admin.local_addr().unwrap();
-    let app = Arc::new(App::new(config, origin));
+    let app = Arc::new(App::new(config, origin).with_fonts(fonts()));
     let (stop, stopped) = oneshot::channel::<()>();
     let serve_app = Arc::clone(&app);
     let task = tokio::spawn(async move {

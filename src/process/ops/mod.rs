@@ -49,7 +49,7 @@ pub(crate) enum Op {
     Contrast(contrast::Contrast),
     /// `sharpen`
     Sharpen(sharpen::Sharpen),
-    /// `watermark` (parsed; drawing is a separate issue)
+    /// `watermark`
     Watermark(watermark::Watermark),
 }
 
