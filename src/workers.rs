@@ -48,6 +48,8 @@ impl Workers {
         let rx = Arc::new(std::sync::Mutex::new(rx));
         for i in 0..threads {
             let rx = Arc::clone(&rx);
+            // Start-up only (App::new, before serving): without threads there is no server.
+            #[allow(clippy::expect_used)]
             std::thread::Builder::new()
                 .name(format!("imgedge-worker-{i}"))
                 .spawn(move || loop {
