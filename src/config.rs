@@ -30,7 +30,7 @@ pub struct Config {
     /// Named processing styles: name → `image/...` chain.
     pub styles: Styles,
     /// Output formats chosen from the client's `Accept` when a chain has no `format`
-    /// (`["webp"]`); empty = off.
+    /// (`["webp"]`, `["webp", "avif"]`; AVIF wins where both are accepted); empty = off.
     pub auto_format: Vec<String>,
     /// Sites (Host names) with their access rules; empty = every host, no rules.
     pub sites: Vec<crate::access::SiteConfig>,
@@ -389,11 +389,8 @@ impl Config {
         }
         for f in &self.auto_format {
             match f.as_str() {
-                "webp" => {}
-                "avif" => {
-                    return Err("auto_format: avif output is not built into this binary (its encoder costs 17-200 ms per image here); use webp".into())
-                }
-                other => return Err(format!("auto_format: unknown format {other:?} (webp)")),
+                "webp" | "avif" => {}
+                other => return Err(format!("auto_format: unknown format {other:?} (webp, avif)")),
             }
         }
         if self.workers.queue == 0 {
@@ -423,6 +420,11 @@ impl Config {
     /// True when auto-format may serve WebP.
     pub fn auto_webp(&self) -> bool {
         self.auto_format.iter().any(|f| f == "webp")
+    }
+
+    /// True when auto-format may serve AVIF.
+    pub fn auto_avif(&self) -> bool {
+        self.auto_format.iter().any(|f| f == "avif")
     }
 
     /// Whole-request deadline.

@@ -44,7 +44,7 @@ pub async fn explain(app: &Arc<App>, query: Option<&str>, headers: &HeaderMap) -
         request_headers.insert(header::ACCEPT, accept.clone());
     }
     let mut req = ObjectRequest::parse(&Method::GET, &uri, &request_headers, &app.config.styles, &app.limits)?;
-    req.negotiate_format(app.config.auto_webp());
+    req.negotiate_format(app.config.auto_webp(), app.config.auto_avif());
     let canonical = req.pipeline.as_ref().map(|p| p.canonical());
     let key = CacheKey::new(&req.host, &req.path, req.query.as_deref(), canonical.as_deref(), req.format_class, &app.config.cache.ignore_params);
     let now = SystemTime::now();

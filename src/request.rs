@@ -92,18 +92,22 @@ impl ObjectRequest {
         })
     }
 
-    /// Auto-format: when enabled and the chain names no format, serve WebP to clients
-    /// whose `Accept` lists `image/webp`. The cache keys the class, not the raw header,
+    /// Auto-format: when enabled and the chain names no format, serve AVIF (if enabled)
+    /// or WebP to clients whose `Accept` lists them. The cache keys the class, not the raw header,
     /// so every browser that takes WebP shares one entry.
-    pub fn negotiate_format(&mut self, auto_webp: bool) {
+    pub fn negotiate_format(&mut self, auto_webp: bool, auto_avif: bool) {
         let Some(pipeline) = &self.pipeline else {
             return;
         };
-        if !auto_webp || !pipeline.allows_auto_format() {
+        if !(auto_webp || auto_avif) || !pipeline.allows_auto_format() {
             return;
         }
         self.vary_accept = true;
-        if self.accept.as_deref().is_some_and(accepts_webp) {
+        let accept = self.accept.as_deref().unwrap_or("");
+        if auto_avif && list_accepts(accept, "image/avif") {
+            self.pipeline = Some(pipeline.with_auto_avif());
+            self.format_class = Some("avif");
+        } else if auto_webp && accepts_webp(accept) {
             self.pipeline = Some(pipeline.with_auto_webp());
             self.format_class = Some("webp");
         }

@@ -226,7 +226,7 @@ async fn public(
     .parse()
     .map_err(|_| Error::InvalidArgument("malformed request URI".into()))?;
     let mut object = ObjectRequest::parse(&parts.method, &uri, &parts.headers, &app.config.styles, &app.limits)?;
-    object.negotiate_format(app.config.auto_webp());
+    object.negotiate_format(app.config.auto_webp(), app.config.auto_avif());
     let served = handler::serve_object(app, &object).await?;
     handler::respond(app, &object, served, started)
 }

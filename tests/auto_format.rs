@@ -49,3 +49,18 @@ async fn off_by_default() {
     assert_eq!(r.header("content-type"), "image/jpeg");
     assert!(!r.headers.get_all("vary").iter().any(|v| v == "Accept"));
 }
+
+#[tokio::test]
+async fn avif_wins_where_enabled_and_accepted() {
+    let s = start_with(fixtures(), |c| c.auto_format = vec!["webp".into(), "avif".into()]).await;
+    let r = s.get_with(URL, &[("accept", CHROME)]).await;
+    assert_eq!(r.header("content-type"), "image/avif");
+    assert_eq!(&r.body[4..12], b"ftypavif", "a real AVIF file");
+    let r = s.get_with(URL, &[("accept", FIREFOX)]).await;
+    assert_eq!(r.x_cache(), "HIT TCP_MEM_HIT", "same class as Chrome");
+    // A client that takes WebP but not AVIF.
+    let r = s.get_with(URL, &[("accept", "image/webp,*/*")]).await;
+    assert_eq!(r.header("content-type"), "image/webp");
+    let r = s.get_with(URL, &[("accept", CURL)]).await;
+    assert_eq!(r.header("content-type"), "image/jpeg");
+}

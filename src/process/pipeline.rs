@@ -116,6 +116,11 @@ impl Pipeline {
         Pipeline { auto_format: Some(Format::Webp), ..self.clone() }
     }
 
+    /// The same chain with AVIF negotiated as output (for non-GIF sources).
+    pub fn with_auto_avif(&self) -> Pipeline {
+        Pipeline { auto_format: Some(Format::Avif), ..self.clone() }
+    }
+
     /// The watermark object keys the chain needs (normalised, no leading `/`, each once,
     /// in chain order). The caller fetches them from the same origin and passes them in
     /// [`RunContext::overlays`](super::RunContext::overlays).

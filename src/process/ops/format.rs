@@ -19,6 +19,9 @@ pub(crate) enum Format {
     Gif,
     /// TIFF
     Tiff,
+    /// AVIF: output only, and only through auto-format (`format,avif` is refused as
+    /// OSS's region-limited advanced compression, spec §1.1).
+    Avif,
 }
 
 impl Format {
@@ -31,6 +34,7 @@ impl Format {
             Format::Bmp => "bmp",
             Format::Gif => "gif",
             Format::Tiff => "tiff",
+            Format::Avif => "avif",
         }
     }
     /// Content-Type.
@@ -42,6 +46,7 @@ impl Format {
             Format::Bmp => "image/bmp",
             Format::Gif => "image/gif",
             Format::Tiff => "image/tiff",
+            Format::Avif => "image/avif",
         }
     }
 }
