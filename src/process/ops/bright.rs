@@ -26,6 +26,15 @@ impl fmt::Display for Bright {
     }
 }
 
+/// A 256-entry lookup table from a curve on the 0..=255 scale (rounded, clamped).
+pub(crate) fn curve_lut(curve: impl Fn(f64) -> f64) -> [u8; 256] {
+    let mut lut = [0u8; 256];
+    for (i, l) in lut.iter_mut().enumerate() {
+        *l = curve(i as f64).round().clamp(0.0, 255.0) as u8;
+    }
+    lut
+}
+
 /// Maps every colour channel (not alpha) of an RGB8/RGBA8 image through a lookup table.
 pub(crate) fn map_colour(img: &mut DynamicImage, lut: &[u8; 256]) {
     let ch = if img.color().has_alpha() { 4 } else { 3 };
@@ -45,10 +54,7 @@ impl Bright {
     /// Applies the offset to one frame.
     pub fn apply(&self, mut img: DynamicImage) -> DynamicImage {
         let off = f64::from(self.v) * 255.0 / 100.0;
-        let mut lut = [0u8; 256];
-        for (i, l) in lut.iter_mut().enumerate() {
-            *l = (i as f64 + off).round().clamp(0.0, 255.0) as u8;
-        }
+        let lut = curve_lut(|x| x + off);
         // In place: the frame is owned, no copy needed.
         map_colour(&mut img, &lut);
         img

@@ -6,7 +6,7 @@ use std::fmt;
 
 use image::DynamicImage;
 
-use super::bright::map_colour;
+use super::bright::{curve_lut, map_colour};
 use crate::process::parse::Args;
 use crate::process::ProcessError;
 
@@ -32,10 +32,7 @@ impl Contrast {
     /// Applies the curve to one frame.
     pub fn apply(&self, mut img: DynamicImage) -> DynamicImage {
         let k = ((100.0 + f64::from(self.v)) / 100.0).powi(2);
-        let mut lut = [0u8; 256];
-        for (i, l) in lut.iter_mut().enumerate() {
-            *l = ((i as f64 - 128.0) * k + 128.0).round().clamp(0.0, 255.0) as u8;
-        }
+        let lut = curve_lut(|x| (x - 128.0) * k + 128.0);
         // In place: the frame is owned, no copy needed.
         map_colour(&mut img, &lut);
         img
