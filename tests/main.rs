@@ -9,6 +9,7 @@ mod binary;
 mod browser;
 mod common;
 mod explain;
+mod fuzz_replay;
 mod http_fit;
 mod images;
 mod metrics;

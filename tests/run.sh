@@ -25,3 +25,6 @@ if [ -f tests/requirements.txt ]; then
 fi
 
 cargo test --release --all-targets "$@"
+
+# Each cargo-fuzz target for a bounded time (FUZZ_SECONDS, default 60) from the seed corpus.
+bash tests/fuzz/run.sh

@@ -1,0 +1,7 @@
+//! cargo-fuzz target; the property lives in tests/fuzz/checks.rs.
+#![no_main]
+
+#[path = "../checks.rs"]
+mod checks;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::oss_process_parser(data));
