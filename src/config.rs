@@ -85,6 +85,10 @@ pub struct CacheConfig {
     /// Objects larger than this (bytes) are streamed through and never cached.
     #[serde(deserialize_with = "de_size")]
     pub max_object_size: u64,
+    /// Pixels of recently decoded sources kept so other sizes and formats of the same
+    /// original skip the decode (0 disables it).
+    #[serde(deserialize_with = "de_size")]
+    pub decoded_size: u64,
     /// TTL rules by extension, directory or full path; the highest weight wins.
     pub ttl_rules: Vec<TtlRule>,
     /// Cache 2xx responses even when the origin says no-cache/no-store.
@@ -106,6 +110,7 @@ impl Default for CacheConfig {
         CacheConfig {
             size: 512 << 20,
             max_object_size: 32 << 20,
+            decoded_size: 32 << 20,
             ttl_rules: Vec::new(),
             ignore_origin_no_cache: false,
             not_found_ttl_secs: 0,

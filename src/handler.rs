@@ -258,6 +258,7 @@ pub async fn process_source(app: &Arc<App>, pipeline: &process::Pipeline, bytes:
     let pipeline = pipeline.clone();
     let limits = app.limits.clone();
     let fonts = app.fonts.clone();
+    let decoded = app.decoded.clone();
     let deadline = Instant::now() + app.config.request_timeout();
     let output = app
         .workers
@@ -267,6 +268,7 @@ pub async fn process_source(app: &Arc<App>, pipeline: &process::Pipeline, bytes:
                 deadline: Some(deadline),
                 fonts: fonts.as_deref(),
                 overlays: Some(&overlays),
+                decoded: decoded.as_ref(),
             };
             process::run(&bytes, &pipeline, &ctx)
         })
@@ -274,6 +276,7 @@ pub async fn process_source(app: &Arc<App>, pipeline: &process::Pipeline, bytes:
     app.stats.stage("decode", output.trace.decode);
     app.stats.stage("ops", output.trace.ops);
     app.stats.stage("encode", output.trace.encode);
+    app.stats.decoded_source(output.trace.decoded_cache_hit);
     Ok(output)
 }
 

@@ -61,6 +61,8 @@ pub struct App {
     /// Watermark fonts, loaded once at start-up ([`App::with_fonts`]); without them a
     /// text watermark answers 500.
     pub fonts: Option<std::sync::Arc<process::Fonts>>,
+    /// Decoded-source cache (`None` when `cache.decoded_size` is 0).
+    pub decoded: Option<process::DecodedCache>,
     default_host: OnceLock<String>,
     request_seq: AtomicU64,
     request_seed: u64,
@@ -74,6 +76,7 @@ impl App {
         let ttl = TtlPolicy::new(&config.cache);
         let workers = Workers::new(config.workers.effective_threads(), config.workers.queue);
         let limits = config.limits.to_limits();
+        let decoded = process::DecodedCache::new(config.cache.decoded_size);
         let request_seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64)
@@ -90,6 +93,7 @@ impl App {
             limits,
             stats: Stats::default(),
             fonts: None,
+            decoded,
             default_host: OnceLock::new(),
             request_seq: AtomicU64::new(0),
             request_seed,

@@ -36,6 +36,9 @@ struct Cli {
     /// Largest object that is cached; larger ones stream through, e.g. 32MiB.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     max_cacheable_size: Option<u64>,
+    /// Decoded-source cache size in bytes of pixels, 0 to disable [default: 32MiB].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, env = "IMGEDGE_DECODED_CACHE_SIZE")]
+    decoded_cache_size: Option<u64>,
     /// Bearer token required by the admin API.
     #[arg(long, value_name = "TOKEN", env = "IMGEDGE_PURGE_TOKEN", hide_env_values = true)]
     purge_token: Option<String>,
@@ -79,6 +82,9 @@ fn load_config(cli: Cli) -> anyhow::Result<(Config, bool)> {
     }
     if let Some(v) = cli.cache_size {
         config.cache.size = v;
+    }
+    if let Some(v) = cli.decoded_cache_size {
+        config.cache.decoded_size = v;
     }
     if let Some(v) = cli.max_cacheable_size {
         config.cache.max_object_size = v;

@@ -29,6 +29,12 @@ struct StageLabels {
     stage: &'static str,
 }
 
+/// Labels of the decoded-source cache counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LookupLabels {
+    result: &'static str,
+}
+
 /// Process-wide counters and histograms.
 pub struct Stats {
     registry: Registry,
@@ -40,6 +46,7 @@ pub struct Stats {
     origin_errors: Counter,
     origin_latency: Histogram,
     stage_seconds: Family<StageLabels, Histogram, fn() -> Histogram>,
+    decoded_sources: Family<LookupLabels, Counter>,
     cache_entries: Gauge,
     cache_bytes: Gauge,
     cache_evictions: Counter,
@@ -78,6 +85,12 @@ impl Default for Stats {
         registry.register("origin_latency_seconds", "Origin request latency", origin_latency.clone());
         let stage_seconds = Family::<StageLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
         registry.register("process_stage_seconds", "Image processing time per stage (decode, ops, encode)", stage_seconds.clone());
+        let decoded_sources = Family::<LookupLabels, Counter>::default();
+        registry.register(
+            "decoded_sources",
+            "Image runs by where the decoded source came from (hit: the decoded-source cache; decoded)",
+            decoded_sources.clone(),
+        );
         let cache_entries = Gauge::default();
         registry.register("cache_entries", "Entries in the response cache", cache_entries.clone());
         let cache_bytes = Gauge::default();
@@ -98,6 +111,7 @@ impl Default for Stats {
             origin_errors,
             origin_latency,
             stage_seconds,
+            decoded_sources,
             cache_entries,
             cache_bytes,
             cache_evictions,
@@ -138,6 +152,12 @@ impl Stats {
     /// Records one processing stage's time.
     pub fn stage(&self, stage: &'static str, took: Duration) {
         self.stage_seconds.get_or_create(&StageLabels { stage }).observe(took.as_secs_f64());
+    }
+
+    /// Counts one image run by whether its decode came from the decoded-source cache.
+    pub fn decoded_source(&self, cache_hit: bool) {
+        let result = if cache_hit { "hit" } else { "decoded" };
+        self.decoded_sources.get_or_create(&LookupLabels { result }).inc();
     }
 
     /// Wraps a pass-through stream so the bytes it forwards are counted.

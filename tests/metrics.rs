@@ -46,3 +46,26 @@ async fn counters_move_with_requests() {
     assert_eq!(value(&text, "imgedge_origin_latency_seconds_count"), 2.0);
     assert_eq!(value(&text, "imgedge_origin_errors_total"), 1.0);
 }
+
+/// Issue 6: a srcset's variants of one original decode it once; with the decoded-source
+/// cache off every variant decodes.
+#[tokio::test]
+async fn srcset_variants_share_one_decode() {
+    let variants = [
+        "/giunchedi_srgb_icc.jpg?x-oss-process=image/resize,m_lfit,w_320,h_320/format,webp",
+        "/giunchedi_srgb_icc.jpg?x-oss-process=image/resize,m_lfit,w_160,h_160/format,jpg",
+        "/giunchedi_srgb_icc.jpg?x-oss-process=image/resize,m_lfit,w_240,h_240/format,webp",
+        "/giunchedi_srgb_icc.jpg?x-oss-process=image/resize,m_lfit,w_160,h_160/format,webp",
+    ];
+    for (decoded_size, expect_hits) in [(32u64 << 20, 3.0), (0, 0.0)] {
+        let s = crate::common::server::start_with(crate::common::server::fixtures(), |c| c.cache.decoded_size = decoded_size).await;
+        for v in variants {
+            let r = s.get(v).await;
+            assert_eq!(r.status, StatusCode::OK, "{v}");
+        }
+        let text = s.send(Method::GET, &s.admin_url("/metrics"), &[], bytes::Bytes::new()).await.text();
+        let hits = value(&text, "imgedge_decoded_sources_total{result=\"hit\"}");
+        let decoded = value(&text, "imgedge_decoded_sources_total{result=\"decoded\"}");
+        assert_eq!((hits, decoded), (expect_hits, 4.0 - expect_hits), "decoded_size {decoded_size}:\n{text}");
+    }
+}

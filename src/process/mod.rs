@@ -45,6 +45,7 @@ use std::time::Instant;
 
 pub(crate) mod codec;
 pub(crate) mod colour;
+pub mod decoded;
 pub mod fonts;
 pub(crate) mod picture;
 pub(crate) mod ops;
@@ -60,6 +61,7 @@ mod tests;
 #[cfg(test)]
 mod watermark_tests;
 
+pub use decoded::DecodedCache;
 pub use fonts::Fonts;
 pub use pipeline::Pipeline;
 
@@ -109,12 +111,14 @@ pub struct RunContext<'a> {
     /// Watermark objects named by the pipeline ([`Pipeline::watermark_objects`]),
     /// fetched by the caller from the same origin.
     pub overlays: Option<&'a Overlays>,
+    /// Decoded-source cache shared across requests (`None`: always decode).
+    pub decoded: Option<&'a DecodedCache>,
 }
 
 impl<'a> RunContext<'a> {
     /// A context with limits only: no deadline, fonts or watermark objects.
     pub fn new(limits: &'a Limits) -> Self {
-        RunContext { limits, deadline: None, fonts: None, overlays: None }
+        RunContext { limits, deadline: None, fonts: None, overlays: None, decoded: None }
     }
 }
 
@@ -140,6 +144,8 @@ pub struct Trace {
     pub ops: std::time::Duration,
     /// Colour conversion and encoding.
     pub encode: std::time::Duration,
+    /// The decode came from the decoded-source cache.
+    pub decoded_cache_hit: bool,
 }
 
 /// Why processing failed.

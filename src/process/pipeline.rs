@@ -11,6 +11,8 @@ use std::time::Instant;
 use image::metadata::Orientation;
 
 use super::codec::{self, EncodeOptions};
+use super::decoded::{Decoded, DecodedKey};
+use super::picture::Picture;
 use super::ops::format::Format;
 use super::ops::quality::{self, Quality};
 use super::ops::resize::Plan;
@@ -217,19 +219,48 @@ pub(crate) fn run(src: &[u8], p: &Pipeline, ctx: &RunContext<'_>) -> Result<Outp
     // outputs (and crops outside the image) before decoding a single pixel.
     predict_dims(p, oriented, never_enlarge, limits)?;
 
-    let mut pic = codec::decode(src, &probe, shrink, keep_frames, limits)?;
-    trace.shrink = shrink;
-    trace.decode = started.elapsed();
-    check_deadline(ctx)?;
-    if orientation != 1 {
-        if let Some(o) = Orientation::from_exif(orientation) {
-            for f in &mut pic.frames {
-                f.img.apply_orientation(o);
+    let decode_oriented = || -> Result<Picture, ProcessError> {
+        let mut pic = codec::decode(src, &probe, shrink, keep_frames, limits)?;
+        if orientation != 1 {
+            if let Some(o) = Orientation::from_exif(orientation) {
+                for f in &mut pic.frames {
+                    f.img.apply_orientation(o);
+                }
             }
         }
-    }
+        Ok(pic)
+    };
+    // Still sources go through the decoded-source cache when there is one; the first
+    // resize then reads the shared decode directly (no copy).
+    let mut first_op = 0;
+    let mut pic = match ctx.decoded.filter(|_| !keep_frames && probe.meta.frames <= 1) {
+        Some(cache) => {
+            let key = DecodedKey::new(src, orientation);
+            let shared = match cache.get(&key, shrink) {
+                Some(hit) => {
+                    trace.decoded_cache_hit = true;
+                    hit
+                }
+                None => cache.insert(key, Decoded { shrink, pic: decode_oriented()? }),
+            };
+            trace.shrink = shared.shrink;
+            match (p.ops.first(), first_plan, shared.pic.first()) {
+                (Some(Op::Resize(r)), Some(plan), Some(img)) => {
+                    first_op = 1;
+                    Picture::still(r.apply_plan(img, plan, oriented)?)
+                }
+                _ => shared.pic.clone(),
+            }
+        }
+        None => {
+            trace.shrink = shrink;
+            decode_oriented()?
+        }
+    };
+    trace.decode = started.elapsed();
+    check_deadline(ctx)?;
 
-    for (i, op) in p.ops.iter().enumerate() {
+    for (i, op) in p.ops.iter().enumerate().skip(first_op) {
         check_deadline(ctx)?;
         if !op.keeps_animation() {
             pic.make_static();

@@ -464,3 +464,45 @@ fn bmp_and_tiff_keep_alpha() {
         assert!(img.to_rgba8().pixels().any(|p| p.0[3] == 0), "{f}");
     }
 }
+
+/// Runs a chain with a decoded-source cache.
+fn run_cached(src: &[u8], chain: &str, cache: &DecodedCache) -> Output {
+    let limits = Limits::default();
+    run(src, &pp(chain).unwrap(), &RunContext { decoded: Some(cache), ..RunContext::new(&limits) }).unwrap()
+}
+
+#[test]
+fn decoded_cache_serves_other_sizes_of_one_original() {
+    // EXIF orientation 6 and a progressive JPEG: the cached decode is already oriented.
+    let src = corpus("orientation/libvips_rotation_6_progressive_icc.jpg");
+    let cache = DecodedCache::new(64 << 20).unwrap();
+    let first = run_cached(&src, "image/resize,m_lfit,w_160,h_160/format,jpg", &cache);
+    assert!(!first.trace.decoded_cache_hit);
+    // A larger size needs a finer decode than 160 px did: decoded again, then reused.
+    let large = run_cached(&src, "image/resize,m_lfit,w_400,h_400/format,webp", &cache);
+    let again = run_cached(&src, "image/resize,m_lfit,w_300,h_300/format,png", &cache);
+    let small = run_cached(&src, "image/resize,m_lfit,w_160,h_160/format,webp", &cache);
+    assert!(again.trace.decoded_cache_hit && small.trace.decoded_cache_hit, "later variants skip the decode");
+    assert!(large.trace.shrink <= first.trace.shrink);
+    // Same geometry and nearly the same pixels as without the cache.
+    for (out, chain) in [
+        (&again, "image/resize,m_lfit,w_300,h_300/format,png"),
+        (&small, "image/resize,m_lfit,w_160,h_160/format,webp"),
+    ] {
+        let plain = decode_out(&run_chain(&src, chain).unwrap()).to_rgb8();
+        let cached = decode_out(out).to_rgb8();
+        assert_eq!(plain.dimensions(), cached.dimensions(), "{chain}");
+        let p = psnr(&plain, &cached);
+        assert!(p > 30.0, "{chain}: PSNR {p:.1} dB against the uncached run");
+    }
+    // Other ops after the resize still see their own copy: the cached decode is untouched.
+    let rotated = run_cached(&src, "image/resize,m_lfit,w_160,h_160/rotate,90/format,png", &cache);
+    let d = decode_out(&rotated);
+    let s = decode_out(&small);
+    assert_eq!((d.width(), d.height()), (s.height(), s.width()));
+    // An animation never goes through it.
+    let gif = corpus("animated/goldener_schnitt_finite_loop.gif");
+    let out = run_cached(&gif, "image/resize,w_50", &cache);
+    let again = run_cached(&gif, "image/resize,w_40", &cache);
+    assert!(!out.trace.decoded_cache_hit && !again.trace.decoded_cache_hit);
+}

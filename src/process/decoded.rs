@@ -1,0 +1,145 @@
+//! Decoded-source cache: keeps the shrink-on-load decode of recently used originals,
+//! bounded in bytes, so the other variants of one original (a `srcset`: several widths
+//! and formats) skip the decode, which for a large JPEG is mostly Huffman decoding that
+//! no DCT scaling avoids.
+//!
+//! An entry is keyed by the source bytes' hash (so a changed object never matches) and
+//! the EXIF orientation applied. A request may use an entry decoded at its own scale or
+//! a finer one; a request needing more resolution decodes again and replaces it. Only
+//! still pictures are kept: animations are rarely re-rendered at several sizes and
+//! cost many frames of memory.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use moka::policy::EvictionPolicy;
+
+use super::picture::Picture;
+
+/// What identifies a decoded source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct DecodedKey {
+    source: u128,
+    orientation: u8,
+}
+
+impl DecodedKey {
+    pub(crate) fn new(src: &[u8], orientation: u8) -> Self {
+        DecodedKey { source: xxhash_rust::xxh3::xxh3_128(src), orientation }
+    }
+}
+
+/// One decoded, oriented source and the JPEG DCT scaling it was decoded at.
+#[derive(Debug)]
+pub(crate) struct Decoded {
+    pub shrink: u32,
+    pub pic: Picture,
+}
+
+impl Decoded {
+    fn weight(&self) -> u32 {
+        let bytes: usize = self.pic.frames.iter().map(|f| f.img.as_bytes().len()).sum();
+        u32::try_from(bytes).unwrap_or(u32::MAX)
+    }
+}
+
+/// The cache; cloning shares it.
+#[derive(Clone)]
+pub struct DecodedCache {
+    entries: moka::sync::Cache<DecodedKey, Arc<Decoded>>,
+    hits: Arc<AtomicU64>,
+    misses: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for DecodedCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DecodedCache").field("bytes", &self.entries.weighted_size()).finish()
+    }
+}
+
+impl DecodedCache {
+    /// A cache holding at most `bytes` of pixels; `None` when `bytes` is 0 (disabled).
+    pub fn new(bytes: u64) -> Option<Self> {
+        (bytes > 0).then(|| DecodedCache {
+            // LRU: a srcset's variants arrive close together, and TinyLFU would refuse
+            // a new original's first decode once the cache is full.
+            entries: moka::sync::Cache::builder()
+                .max_capacity(bytes)
+                .weigher(|_k: &DecodedKey, v: &Arc<Decoded>| v.weight())
+                .eviction_policy(EvictionPolicy::lru())
+                .build(),
+            hits: Arc::default(),
+            misses: Arc::default(),
+        })
+    }
+
+    /// An entry decoded at `shrink` or finer.
+    pub(crate) fn get(&self, key: &DecodedKey, shrink: u32) -> Option<Arc<Decoded>> {
+        let found = self.entries.get(key).filter(|d| d.shrink <= shrink);
+        let counter = if found.is_some() { &self.hits } else { &self.misses };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+
+    /// Stores a fresh decode (replacing a coarser one) and hands it back shared.
+    pub(crate) fn insert(&self, key: DecodedKey, decoded: Decoded) -> Arc<Decoded> {
+        let decoded = Arc::new(decoded);
+        self.entries.insert(key, Arc::clone(&decoded));
+        decoded
+    }
+
+    /// Lookups that found a usable decode.
+    pub fn hits(&self) -> u64 {
+        self.hits.load(Ordering::Relaxed)
+    }
+
+    /// Lookups that had to decode.
+    pub fn misses(&self) -> u64 {
+        self.misses.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of pixels held now (after pending evictions run).
+    pub fn weighted_size(&self) -> u64 {
+        self.entries.run_pending_tasks();
+        self.entries.weighted_size()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::DynamicImage;
+
+    fn decoded(shrink: u32, w: u32) -> Decoded {
+        Decoded { shrink, pic: Picture::still(DynamicImage::new_rgb8(w, 10)) }
+    }
+
+    #[test]
+    fn serves_equal_or_finer_decodes_only() {
+        let cache = DecodedCache::new(1 << 20).unwrap();
+        let key = DecodedKey::new(b"source", 1);
+        cache.insert(key, decoded(4, 100));
+        assert!(cache.get(&key, 4).is_some());
+        assert!(cache.get(&key, 8).is_some(), "a finer decode serves a coarser need");
+        assert!(cache.get(&key, 2).is_none(), "a coarser decode cannot serve a finer need");
+        assert_eq!((cache.hits(), cache.misses()), (2, 1));
+    }
+
+    #[test]
+    fn keys_differ_by_bytes_and_orientation() {
+        let cache = DecodedCache::new(1 << 20).unwrap();
+        cache.insert(DecodedKey::new(b"a", 1), decoded(1, 10));
+        assert!(cache.get(&DecodedKey::new(b"b", 1), 1).is_none());
+        assert!(cache.get(&DecodedKey::new(b"a", 6), 1).is_none());
+    }
+
+    #[test]
+    fn bounded_in_bytes() {
+        let cache = DecodedCache::new(100_000).unwrap();
+        for i in 0..20u32 {
+            cache.insert(DecodedKey::new(&i.to_le_bytes(), 1), decoded(1, 1000)); // 30 kB each
+        }
+        assert!(cache.weighted_size() <= 100_000);
+        assert!(DecodedCache::new(0).is_none());
+    }
+}
