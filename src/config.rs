@@ -32,6 +32,9 @@ pub struct Config {
     /// Output formats chosen from the client's `Accept` when a chain has no `format`
     /// (`["webp"]`, `["webp", "avif"]`; AVIF wins where both are accepted); empty = off.
     pub auto_format: Vec<String>,
+    /// One log line per request (target `imgedge::access`); off skips the formatting
+    /// and the write on every hit.
+    pub access_log: bool,
     /// Sites (Host names) with their access rules; empty = every host, no rules.
     pub sites: Vec<crate::access::SiteConfig>,
     /// CORS for browsers (off until `allowed_origins` is set).
@@ -63,6 +66,7 @@ impl Default for Config {
             workers: WorkersConfig::default(),
             styles: Styles::default(),
             auto_format: Vec::new(),
+            access_log: true,
             sites: Vec::new(),
             origin_client: OriginClientConfig::default(),
             cors: crate::cors::CorsConfig::default(),

@@ -391,33 +391,34 @@ fn respond_entry(
     }
     let now = SystemTime::now();
     let cached = status != CacheStatus::Bypass;
+    let fixed = entry.headers(&app.config.cache.client_cache_control);
     let mut builder = Response::builder()
-        .header(header::CONTENT_TYPE, &entry.content_type)
-        .header(header::ACCEPT_RANGES, "bytes")
-        .header("X-Cache", status.as_str())
+        .header(header::CONTENT_TYPE, fixed.content_type.clone())
+        .header(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"))
+        .header("X-Cache", HeaderValue::from_static(status.as_str()))
         .header("Via", via(status, started, 200))
-        .header("Timing-Allow-Origin", "*");
-    if let Some(etag) = &entry.etag {
-        builder = builder.header(header::ETAG, etag);
+        .header("Timing-Allow-Origin", HeaderValue::from_static("*"));
+    if let Some(etag) = &fixed.etag {
+        builder = builder.header(header::ETAG, etag.clone());
     }
-    if let Some(lm) = entry.last_modified {
-        builder = builder.header(header::LAST_MODIFIED, httpdate::fmt_http_date(lm));
+    if let Some(lm) = &fixed.last_modified {
+        builder = builder.header(header::LAST_MODIFIED, lm.clone());
     }
     if req.vary_accept {
-        builder = builder.header(header::VARY, "Accept");
+        builder = builder.header(header::VARY, HeaderValue::from_static("Accept"));
     }
     if status == CacheStatus::StaleHit {
-        builder = builder.header(header::WARNING, "110 imgedge \"Response is Stale\"");
+        builder = builder.header(header::WARNING, HeaderValue::from_static("110 imgedge \"Response is Stale\""));
     }
     if cached {
         let age = if status.is_hit() { entry.age(now).as_secs() } else { 0 };
         builder = builder
-            .header(header::AGE, age)
-            .header("X-Swift-SaveTime", httpdate::fmt_http_date(entry.stored_at))
-            .header("X-Swift-CacheTime", entry.ttl.as_secs())
-            .header(header::CACHE_CONTROL, client_cache_control(app, entry.ttl));
+            .header(header::AGE, HeaderValue::from(age))
+            .header("X-Swift-SaveTime", fixed.save_time.clone())
+            .header("X-Swift-CacheTime", fixed.cache_time.clone())
+            .header(header::CACHE_CONTROL, fixed.cache_control.clone());
     } else {
-        builder = builder.header(header::CACHE_CONTROL, "no-cache");
+        builder = builder.header(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     }
     let meta = ObjectMeta {
         etag: entry.etag.clone(),
@@ -512,13 +513,6 @@ fn via(status: CacheStatus, started: Instant, code: u16) -> HeaderValue {
     let hm = if status.is_hit() { 'H' } else { 'M' };
     HeaderValue::from_str(&format!("imgedge/{}[{ms},{code}-0,{hm}]", env!("CARGO_PKG_VERSION")))
         .unwrap_or_else(|_| HeaderValue::from_static("imgedge"))
-}
-
-fn client_cache_control(app: &App, ttl: Duration) -> String {
-    app.config
-        .cache
-        .client_cache_control
-        .replace("{ttl}", &ttl.as_secs().to_string())
 }
 
 #[cfg(test)]

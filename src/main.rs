@@ -55,6 +55,9 @@ struct Cli {
     /// Serve WebP to clients that accept it when a chain has no `format` (`webp`).
     #[arg(long, value_name = "FORMATS", value_delimiter = ',')]
     auto_format: Vec<String>,
+    /// Turn off the per-request access log (config `access_log = false`).
+    #[arg(long)]
+    no_access_log: bool,
     /// Validate the configuration (file, flags, origin spelling) and exit.
     #[arg(long)]
     check_config: bool,
@@ -95,6 +98,9 @@ fn load_config(cli: Cli) -> anyhow::Result<(Config, bool)> {
     if !cli.ttl_rules.is_empty() {
         config.cache.ttl_rules = cli.ttl_rules;
     }
+    if cli.no_access_log {
+        config.access_log = false;
+    }
     if cli.ignore_origin_no_cache {
         config.cache.ignore_origin_no_cache = true;
     }
@@ -134,11 +140,14 @@ async fn shutdown_signal() {
 
 fn main() -> anyhow::Result<()> {
     let (config, check_only) = load_config(Cli::parse())?;
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    if !config.access_log {
+        filter = filter.add_directive("imgedge::access=off".parse()?);
+    }
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
     let credentials = config
         .credentials

@@ -3,8 +3,9 @@
 
 use super::key::CacheKey;
 use bytes::Bytes;
-use http::StatusCode;
+use http::{HeaderValue, StatusCode};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 /// One stored (or shareable) response.
@@ -30,6 +31,26 @@ pub struct Entry {
     pub ttl: Duration,
     /// Set by a soft purge: the next request revalidates.
     stale: AtomicBool,
+    /// Header values that never change for this entry, formatted on first use so a
+    /// hit only clones them.
+    headers: OnceLock<EntryHeaders>,
+}
+
+/// An entry's fixed response header values.
+#[derive(Debug)]
+pub struct EntryHeaders {
+    /// `Content-Type`.
+    pub content_type: HeaderValue,
+    /// `ETag`.
+    pub etag: Option<HeaderValue>,
+    /// `Last-Modified`.
+    pub last_modified: Option<HeaderValue>,
+    /// `X-Swift-SaveTime`.
+    pub save_time: HeaderValue,
+    /// `X-Swift-CacheTime`.
+    pub cache_time: HeaderValue,
+    /// `Cache-Control` for clients.
+    pub cache_control: HeaderValue,
 }
 
 impl Entry {
@@ -56,6 +77,7 @@ impl Entry {
             stored_at: SystemTime::now(),
             ttl,
             stale: AtomicBool::new(false),
+            headers: OnceLock::new(),
         }
     }
 
@@ -72,7 +94,26 @@ impl Entry {
             stored_at: SystemTime::now(),
             ttl,
             stale: AtomicBool::new(false),
+            headers: OnceLock::new(),
         }
+    }
+
+    /// The fixed header values; `cache_control` is the client Cache-Control template
+    /// (`{ttl}` → TTL seconds), the same for the whole process.
+    pub fn headers(&self, cache_control: &str) -> &EntryHeaders {
+        self.headers.get_or_init(|| {
+            let value = |s: &str| HeaderValue::from_str(s).ok();
+            EntryHeaders {
+                content_type: value(&self.content_type)
+                    .unwrap_or(HeaderValue::from_static("application/octet-stream")),
+                etag: self.etag.as_deref().and_then(value),
+                last_modified: self.last_modified.and_then(|t| value(&httpdate::fmt_http_date(t))),
+                save_time: value(&httpdate::fmt_http_date(self.stored_at)).unwrap_or(HeaderValue::from_static("")),
+                cache_time: HeaderValue::from(self.ttl.as_secs()),
+                cache_control: value(&cache_control.replace("{ttl}", &self.ttl.as_secs().to_string()))
+                    .unwrap_or(HeaderValue::from_static("no-cache")),
+            }
+        })
     }
 
     /// Fresh: within its TTL and not marked stale by a purge.
