@@ -661,7 +661,7 @@ pub(crate) fn encode(pic: &Picture, fmt: Format, opts: &EncodeOptions) -> Result
         Format::Jpg => out = encode_jpeg(first, opts)?,
         Format::Webp => out = encode_webp(first, opts)?,
         Format::Png => {
-            let mut e = png::PngEncoder::new_with_quality(&mut out, png::CompressionType::Fast, png::FilterType::Adaptive);
+            let mut e = png::PngEncoder::new_with_quality(&mut out, PNG_COMPRESSION, png::FilterType::Adaptive);
             if let Some(icc) = &opts.icc {
                 // PNG iCCP; an encoder refusal only loses the profile, never the image.
                 let _ = e.set_icc_profile(icc.clone());
@@ -688,6 +688,9 @@ pub(crate) fn encode(pic: &Picture, fmt: Format, opts: &EncodeOptions) -> Result
     }
     Ok(out)
 }
+
+/// PNG deflate effort (see benches/engine.rs `encode_png_*` for time against bytes).
+pub(crate) const PNG_COMPRESSION: png::CompressionType = png::CompressionType::Fast;
 
 /// AVIF via ravif (rav1e) at speed 10, one thread: the cheapest setting, ~20 ms for a
 /// 400 px image. Alpha is kept when the image has transparency.

@@ -56,6 +56,54 @@ pub fn encode_webp(img: &Decoded, quality: u8) -> Result<Vec<u8>, ProcessError> 
     codec::encode_webp(&img.0, &EncodeOptions { quality, ..EncodeOptions::default() })
 }
 
+/// Encodes in a named output format (`jpg`, `webp`, `png`, `gif`, `bmp`, `tiff`, `avif`)
+/// exactly as `run` does for a still image.
+///
+/// # Errors
+/// As `run`; an unknown name is a 400.
+pub fn encode(img: &Decoded, format: &str, quality: u8) -> Result<Vec<u8>, ProcessError> {
+    use super::ops::format::Format;
+    let fmt = match format {
+        "jpg" => Format::Jpg,
+        "webp" => Format::Webp,
+        "png" => Format::Png,
+        "gif" => Format::Gif,
+        "bmp" => Format::Bmp,
+        "tiff" => Format::Tiff,
+        "avif" => Format::Avif,
+        other => return Err(ProcessError::invalid("format", other, "unknown format", None)),
+    };
+    let pic = picture::Picture::still(img.0.clone());
+    codec::encode(&pic, fmt, &EncodeOptions { quality, ..EncodeOptions::default() })
+}
+
+/// PNG at an explicit deflate level (1-9; 0 = the engine's setting), to weigh encode
+/// time against bytes.
+///
+/// # Errors
+/// As `run`.
+pub fn encode_png_level(img: &Decoded, level: u8) -> Result<Vec<u8>, ProcessError> {
+    use image::codecs::png;
+    use image::ImageEncoder;
+    let compression = if level == 0 { codec::PNG_COMPRESSION } else { png::CompressionType::Level(level) };
+    let mut out = Vec::new();
+    let color = if img.0.color().has_alpha() { image::ExtendedColorType::Rgba8 } else { image::ExtendedColorType::Rgb8 };
+    png::PngEncoder::new_with_quality(&mut out, compression, png::FilterType::Adaptive)
+        .write_image(img.0.as_bytes(), img.0.width(), img.0.height(), color)
+        .map_err(|e| ProcessError::internal(e.to_string()))?;
+    Ok(out)
+}
+
+/// Decodes any supported source fully (no shrink-on-load).
+///
+/// # Errors
+/// As `run`.
+pub fn decode(src: &[u8]) -> Result<Decoded, ProcessError> {
+    let probe = codec::probe(src, &Limits::default())?;
+    let pic = codec::decode(src, &probe, 1, false, &Limits::default())?;
+    pic.first().cloned().map(Decoded).ok_or_else(|| ProcessError::internal("no frame"))
+}
+
 /// Rasterises a text watermark block without the cache (default font, black, no shadow)
 /// and returns its size.
 ///
