@@ -341,6 +341,10 @@ pub(crate) fn run(src: &[u8], p: &Pipeline, ctx: &RunContext<'_>) -> Result<Outp
         return Ok(json(ops::info::describe(&bytes, &out_probe)));
     }
     trace.encode = started.elapsed().saturating_sub(trace.decode + trace.ops);
+    // Encoders grow their buffers by doubling; the cache weighs `len`, so hand back
+    // exactly that much memory.
+    let mut bytes = bytes;
+    bytes.shrink_to_fit();
     Ok(Output { bytes, content_type: out_fmt.mime(), trace })
 }
 
