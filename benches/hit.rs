@@ -35,7 +35,7 @@ fn in_process(c: &mut Criterion) {
     let mut headers = HeaderMap::new();
     headers.insert(http::header::HOST, "media.example.com".parse().unwrap());
     let serve = |app: &Arc<App>| {
-        let req = ObjectRequest::parse(&Method::GET, &uri, &headers, &app.config.styles, &app.limits).unwrap();
+        let req = ObjectRequest::parse(&Method::GET, &uri, &headers, &app.chains).unwrap();
         let served = rt.block_on(handler::serve_object(app, &req)).unwrap();
         handler::respond(app, &req, served, Instant::now()).unwrap()
     };

@@ -43,9 +43,9 @@ pub async fn explain(app: &Arc<App>, query: Option<&str>, headers: &HeaderMap) -
     if let Some(accept) = headers.get(header::ACCEPT) {
         request_headers.insert(header::ACCEPT, accept.clone());
     }
-    let mut req = ObjectRequest::parse(&Method::GET, &uri, &request_headers, &app.config.styles, &app.limits)?;
+    let mut req = ObjectRequest::parse(&Method::GET, &uri, &request_headers, &app.chains)?;
     req.negotiate_format(app.config.auto_webp(), app.config.auto_avif());
-    let canonical = req.pipeline.as_ref().map(|p| p.canonical());
+    let canonical = req.canonical_chain().map(str::to_owned);
     let key = CacheKey::new(&req.host, &req.path, req.query.as_deref(), canonical.as_deref(), req.format_class, &app.config.cache.ignore_params);
     let now = SystemTime::now();
     let cache = match app.cache.get(&key) {
@@ -82,7 +82,7 @@ async fn fresh_run(app: &Arc<App>, req: &ObjectRequest) -> Value {
         Err(e) => return json!({"error": Error::from(e).code()}),
     };
     let origin_ms = ms(started.elapsed());
-    let Some(pipeline) = req.pipeline.clone() else {
+    let Some(pipeline) = req.pipeline().cloned() else {
         return json!({"origin_ms": origin_ms, "source_bytes": bytes.len()});
     };
     let source_bytes = bytes.len();

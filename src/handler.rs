@@ -56,7 +56,7 @@ enum Filled {
 /// # Errors
 /// Any origin, processing or overload error.
 pub async fn serve_object(app: &Arc<App>, req: &ObjectRequest) -> Result<Served, Error> {
-    let process = req.pipeline.as_ref().map(|p| p.canonical());
+    let process = req.canonical_chain();
     let key = CacheKey::new(
         &req.host,
         &req.path,
@@ -138,7 +138,7 @@ async fn fill(
     key: &CacheKey,
     stale: Option<&Entry>,
 ) -> Result<Filled, Error> {
-    let processing = req.pipeline.is_some();
+    let processing = req.chain.is_some();
     let fetch = FetchRequest {
         key: req.key(),
         head_only: false,
@@ -215,7 +215,7 @@ async fn fill(
         }
     };
     let ttl = app.ttl.for_object(&req.path, &meta, now);
-    let entry = match &req.pipeline {
+    let entry = match req.pipeline() {
         Some(pipeline) => {
             let output = process_source(app, pipeline, bytes).await?;
             let body = Bytes::from(output.bytes);

@@ -61,6 +61,8 @@ pub struct App {
     /// Watermark fonts, loaded once at start-up ([`App::with_fonts`]); without them a
     /// text watermark answers 500.
     pub fonts: Option<std::sync::Arc<process::Fonts>>,
+    /// Parsed `x-oss-process` chains by raw value.
+    pub chains: process::ChainMemo,
     /// Decoded-source cache (`None` when `cache.decoded_size` is 0).
     pub decoded: Option<process::DecodedCache>,
     default_host: OnceLock<String>,
@@ -68,6 +70,9 @@ pub struct App {
     request_seed: u64,
     task_seq: AtomicU64,
 }
+
+/// Distinct `x-oss-process` values whose parse is kept (a few hundred bytes each).
+const CHAIN_MEMO_ENTRIES: u64 = 10_000;
 
 impl App {
     /// Builds the state from a validated config and an origin.
@@ -77,6 +82,7 @@ impl App {
         let workers = Workers::new(config.workers.effective_threads(), config.workers.queue);
         let limits = config.limits.to_limits();
         let decoded = process::DecodedCache::new(config.cache.decoded_size);
+        let chains = process::ChainMemo::new(config.styles.clone(), limits.clone(), CHAIN_MEMO_ENTRIES);
         let request_seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64)
@@ -94,6 +100,7 @@ impl App {
             stats: Stats::default(),
             fonts: None,
             decoded,
+            chains,
             default_host: OnceLock::new(),
             request_seq: AtomicU64::new(0),
             request_seed,

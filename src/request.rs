@@ -6,7 +6,8 @@
 use crate::cache::key::{query_pairs, PROCESS_PARAM};
 use crate::error::Error;
 use crate::origin::ByteRange;
-use crate::process::{self, Limits, Pipeline, Styles};
+use crate::process::{ChainMemo, ParsedChain, Pipeline};
+use std::sync::Arc;
 use http::{header, HeaderMap, Method, Uri};
 use percent_encoding::percent_decode_str;
 use std::time::SystemTime;
@@ -22,8 +23,8 @@ pub struct ObjectRequest {
     pub path: String,
     /// Raw query string, if any.
     pub query: Option<String>,
-    /// The processing chain, if `x-oss-process` was given.
-    pub pipeline: Option<Pipeline>,
+    /// The processing chain (with its canonical spelling), if `x-oss-process` was given.
+    pub chain: Option<Arc<ParsedChain>>,
     /// Single byte range asked for (multi-range and malformed ranges are ignored).
     pub range: Option<ByteRange>,
     /// `If-None-Match`, verbatim.
@@ -41,6 +42,16 @@ pub struct ObjectRequest {
 }
 
 impl ObjectRequest {
+    /// The processing chain, if any.
+    pub fn pipeline(&self) -> Option<&Pipeline> {
+        self.chain.as_deref().map(|c| &c.pipeline)
+    }
+
+    /// The chain's canonical spelling (part of the cache key), if any.
+    pub fn canonical_chain(&self) -> Option<&str> {
+        self.chain.as_deref().map(|c| c.canonical.as_str())
+    }
+
     /// The origin key: the path without its leading `/`.
     pub fn key(&self) -> &str {
         self.path.strip_prefix('/').unwrap_or(&self.path)
@@ -54,8 +65,7 @@ impl ObjectRequest {
         method: &Method,
         uri: &Uri,
         headers: &HeaderMap,
-        styles: &Styles,
-        limits: &Limits,
+        chains: &ChainMemo,
     ) -> Result<ObjectRequest, Error> {
         let head = match *method {
             Method::GET => false,
@@ -70,8 +80,8 @@ impl ObjectRequest {
             .to_owned();
         let path = normalize_path(uri.path())?;
         let query = uri.query().map(str::to_owned);
-        let pipeline = match process_param(query.as_deref()) {
-            Some(value) => Some(process::parse(&value, styles, limits)?),
+        let chain = match process_param(query.as_deref()) {
+            Some(value) => Some(chains.parse(&value)?),
             None => None,
         };
         let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
@@ -80,7 +90,7 @@ impl ObjectRequest {
             host,
             path,
             query,
-            pipeline,
+            chain,
             range: text(header::RANGE).and_then(parse_range),
             if_none_match: text(header::IF_NONE_MATCH).map(str::to_owned),
             if_modified_since: text(header::IF_MODIFIED_SINCE)
@@ -96,19 +106,20 @@ impl ObjectRequest {
     /// or WebP to clients whose `Accept` lists them. The cache keys the class, not the raw header,
     /// so every browser that takes WebP shares one entry.
     pub fn negotiate_format(&mut self, auto_webp: bool, auto_avif: bool) {
-        let Some(pipeline) = &self.pipeline else {
+        let Some(chain) = self.chain.clone() else {
             return;
         };
+        let pipeline = &chain.pipeline;
         if !(auto_webp || auto_avif) || !pipeline.allows_auto_format() {
             return;
         }
         self.vary_accept = true;
         let accept = self.accept.as_deref().unwrap_or("");
         if auto_avif && list_accepts(accept, "image/avif") {
-            self.pipeline = Some(pipeline.with_auto_avif());
+            self.chain = Some(Arc::new(ParsedChain::new(pipeline.with_auto_avif())));
             self.format_class = Some("avif");
         } else if auto_webp && accepts_webp(accept) {
-            self.pipeline = Some(pipeline.with_auto_webp());
+            self.chain = Some(Arc::new(ParsedChain::new(pipeline.with_auto_webp())));
             self.format_class = Some("webp");
         }
     }

@@ -225,7 +225,7 @@ async fn public(
     }
     .parse()
     .map_err(|_| Error::InvalidArgument("malformed request URI".into()))?;
-    let mut object = ObjectRequest::parse(&parts.method, &uri, &parts.headers, &app.config.styles, &app.limits)?;
+    let mut object = ObjectRequest::parse(&parts.method, &uri, &parts.headers, &app.chains)?;
     object.negotiate_format(app.config.auto_webp(), app.config.auto_avif());
     let served = handler::serve_object(app, &object).await?;
     handler::respond(app, &object, served, started)
@@ -296,7 +296,7 @@ async fn prefetch_one(app: &Arc<App>, url: &str) -> serde_json::Value {
         if let Ok(h) = http::HeaderValue::from_str(&host) {
             headers.insert(header::HOST, h);
         }
-        let object = ObjectRequest::parse(&Method::GET, &uri, &headers, &app.config.styles, &app.limits)?;
+        let object = ObjectRequest::parse(&Method::GET, &uri, &headers, &app.chains)?;
         match handler::serve_object(app, &object).await? {
             handler::Served::Entry(_, status) => Ok(status.as_str()),
             handler::Served::Stream { .. } => Ok(crate::cache::CacheStatus::Bypass.as_str()),

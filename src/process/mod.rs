@@ -47,6 +47,7 @@ pub(crate) mod codec;
 pub(crate) mod colour;
 pub mod decoded;
 pub mod fonts;
+pub mod memo;
 pub(crate) mod picture;
 pub(crate) mod ops;
 pub(crate) mod parse;
@@ -63,6 +64,7 @@ mod watermark_tests;
 
 pub use decoded::DecodedCache;
 pub use fonts::Fonts;
+pub use memo::{ChainMemo, ParsedChain};
 pub use pipeline::Pipeline;
 
 /// Watermark objects fetched for a run: normalised key (no leading `/`) → bytes.
