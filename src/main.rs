@@ -138,24 +138,7 @@ async fn shutdown_signal() {
     tracing::info!("shutdown signal received; draining");
 }
 
-/// glibc grows its mmap threshold after each large free (up to 32 MiB), after which
-/// decode buffers come from the heap and fragment it: RSS then creeps far above what is
-/// live. A fixed 4 MiB threshold maps big pixel buffers and returns them on free; the
-/// shrink-on-load JPEG decodes that dominate the work stay below it.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn bound_heap_growth() {
-    const MMAP_THRESHOLD: libc::c_int = 4 << 20;
-    // SAFETY: mallopt only sets an allocator parameter; called before any other thread starts.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn bound_heap_growth() {}
-
 fn main() -> anyhow::Result<()> {
-    bound_heap_growth();
     let (config, check_only) = load_config(Cli::parse())?;
     let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));

@@ -69,3 +69,23 @@ async fn srcset_variants_share_one_decode() {
         assert_eq!((hits, decoded), (expect_hits, 4.0 - expect_hits), "decoded_size {decoded_size}:\n{text}");
     }
 }
+
+/// Issue 6 (stampede): 50 identical cold image requests → one origin fetch and one
+/// encode, all 200, shown by the counters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_stampede_is_one_fetch_and_one_encode() {
+    let s = std::sync::Arc::new(crate::common::server::start().await);
+    let url = "/giunchedi_srgb_icc.jpg?x-oss-process=image/resize,m_lfit,w_400,h_400/format,jpg/quality,Q_80";
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let s = std::sync::Arc::clone(&s);
+            tokio::spawn(async move { s.get(url).await.status })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), StatusCode::OK);
+    }
+    let text = s.send(Method::GET, &s.admin_url("/metrics"), &[], bytes::Bytes::new()).await.text();
+    assert_eq!(value(&text, "imgedge_origin_requests_total"), 1.0, "{text}");
+    assert_eq!(value(&text, "imgedge_process_stage_seconds_count{stage=\"encode\"}"), 1.0, "{text}");
+}
