@@ -535,6 +535,30 @@ def warm(url_list, timeout=120):
             log(f"  warmup {u}: {e}")
 
 
+def measured_wrk(args, srv, base, script, script_args, conns, duration, rundir, extra):
+    """Runs wrk against a started server and charges it the CPU of the wrk window only:
+    work on requests still queued when wrk stops (up to `conns` of them) is excluded and
+    reported separately as cpu_tail_s. Peak RSS is reset first, so it covers this load."""
+    measurable = srv.measurable()
+    if measurable:
+        wait_idle(srv.pid, max_s=5)
+        reset_hwm(srv.pid)
+        c0 = cpu_seconds(srv.pid)
+    intf = Interference(srv.cpus)
+    res = run_wrk(args, base, os.path.join(HERE, "wrk", script), script_args,
+                  args.threads, conns, duration, os.path.join(rundir, "wrk-raw.log"))
+    cpu = hwm = other = tail = None
+    if measurable:
+        cpu = cpu_seconds(srv.pid) - c0
+        other = intf.pct(cpu)
+        tail = wait_idle(srv.pid) - c0 - cpu
+        hwm = vm_hwm_kb(srv.pid)
+    return summarize_wrk(res, cpu, hwm, {
+        "other_on_server_cpu_pct": other, "irq_on_server_cpu_pct": intf.irq,
+        "cpu_tail_s": None if tail is None else round(tail, 3),
+        "conns": conns, "threads": args.threads, **extra})
+
+
 def cell_http_diverse(args, target, cell, srv, keys, rundir):
     tpl = template(target, cell)
     pool = diverse_pool(keys, args.diverse_cap, args.seed)
@@ -546,30 +570,10 @@ def cell_http_diverse(args, target, cell, srv, keys, rundir):
             f.write(split_url(u)[1] + "\n")
     # warm-up: every source once at sizes outside the measured range (no cache overlap)
     warm([fill(tpl, port=srv.port, key=k, w=250 + i, h=250 + i, q=args.quality) for i, k in enumerate(keys)])
-    measurable = srv.measurable()
-    if measurable:
-        wait_idle(srv.pid, max_s=5)
-        reset_hwm(srv.pid)
-        c0 = cpu_seconds(srv.pid)
-    intf = Interference(srv.cpus)
-    res = run_wrk(args, base, os.path.join(HERE, "wrk", "diverse.lua"), [pfile, args.threads],
-                  args.threads, args.diverse_conns, args.duration, os.path.join(rundir, "wrk-raw.log"))
-    cpu = hwm = other = tail = None
-    if measurable:
-        # CPU over the wrk window only: work on requests still queued when wrk stops (up to
-        # `conns` of them) is excluded; it is reported separately as cpu_tail_s.
-        cpu = cpu_seconds(srv.pid) - c0
-        other = intf.pct(cpu)
-        tail = wait_idle(srv.pid) - c0 - cpu
-        hwm = vm_hwm_kb(srv.pid)
-    return summarize_wrk(res, cpu, hwm, {
-        "other_on_server_cpu_pct": other, "irq_on_server_cpu_pct": intf.irq,
-        "cpu_tail_s": None if tail is None else round(tail, 3),
-        "conns": args.diverse_conns, "threads": args.threads, "unique_urls": len(urls),
-        "sources": len(keys), "example_url": urls[0]})
+    return measured_wrk(args, srv, base, "diverse.lua", [pfile, args.threads], args.diverse_conns,
+                        args.duration, rundir,
+                        {"unique_urls": len(urls), "sources": len(keys), "example_url": urls[0]})
 
-
-# --- srcset (imgedge addition): the requests a responsive-images page makes
 
 def srcset_plan(keys, seed, widths, page_size, cap):
     """The srcset URL list, as (key, fmt, w) with fmt "jpeg" or "webp", fit within w x w.
@@ -608,26 +612,10 @@ def cell_http_srcset(args, target, srv, keys, rundir):
     warm_keys = sources(srv.origin, args.jpeg_src)
     warm([fill(tpls[fm], port=srv.port, key=k, w=250 + i, h=250 + i, q=args.quality)
           for i, k in enumerate(warm_keys) for fm in ("jpeg", "webp")])
-    measurable = srv.measurable()
-    if measurable:
-        wait_idle(srv.pid, max_s=5)
-        reset_hwm(srv.pid)
-        c0 = cpu_seconds(srv.pid)
-    intf = Interference(srv.cpus)
-    res = run_wrk(args, base, os.path.join(HERE, "wrk", "diverse.lua"), [pfile, args.threads],
-                  args.threads, args.diverse_conns, args.duration, os.path.join(rundir, "wrk-raw.log"))
-    cpu = hwm = other = tail = None
-    if measurable:
-        cpu = cpu_seconds(srv.pid) - c0  # wrk window only, as in cell_http_diverse
-        other = intf.pct(cpu)
-        tail = wait_idle(srv.pid) - c0 - cpu
-        hwm = vm_hwm_kb(srv.pid)
-    return summarize_wrk(res, cpu, hwm, {
-        "other_on_server_cpu_pct": other, "irq_on_server_cpu_pct": intf.irq,
-        "cpu_tail_s": None if tail is None else round(tail, 3),
-        "conns": args.diverse_conns, "threads": args.threads, "unique_urls": len(urls),
-        "sources": len(keys), "srcset_widths": args.srcset_widths, "srcset_page": args.srcset_page,
-        "example_url": urls[0]})
+    return measured_wrk(args, srv, base, "diverse.lua", [pfile, args.threads], args.diverse_conns,
+                        args.duration, rundir,
+                        {"unique_urls": len(urls), "sources": len(keys), "srcset_widths": args.srcset_widths,
+                         "srcset_page": args.srcset_page, "example_url": urls[0]})
 
 
 def cell_http_hot(args, target, srv, rundir):
@@ -638,30 +626,9 @@ def cell_http_hot(args, target, srv, rundir):
     http_get(url)
     if st != 200:
         log(f"  hot URL returned {st}: {body[:200]!r}")
-    measurable = srv.measurable()
-    if measurable:
-        wait_idle(srv.pid, max_s=5)
-        reset_hwm(srv.pid)
-        c0 = cpu_seconds(srv.pid)
     per_thread_cap = max(1, args.hot_cap // args.threads)
-    intf = Interference(srv.cpus)
-    res = run_wrk(args, base, os.path.join(HERE, "wrk", "hot.lua"), [path, per_thread_cap],
-                  args.threads, args.hot_conns, args.hot_duration, os.path.join(rundir, "wrk-raw.log"))
-    cpu = hwm = other = tail = None
-    if measurable:
-        # CPU over the wrk window only: work on requests still queued when wrk stops (up to
-        # `conns` of them) is excluded; it is reported separately as cpu_tail_s.
-        cpu = cpu_seconds(srv.pid) - c0
-        other = intf.pct(cpu)
-        tail = wait_idle(srv.pid) - c0 - cpu
-        hwm = vm_hwm_kb(srv.pid)
-    return summarize_wrk(res, cpu, hwm, {
-        "other_on_server_cpu_pct": other, "irq_on_server_cpu_pct": intf.irq,
-        "cpu_tail_s": None if tail is None else round(tail, 3),
-        "conns": args.hot_conns, "threads": args.threads, "example_url": url})
-
-
-CACHE_HEADERS = ("x-cache-status", "x-cache", "cf-cache-status", "x-imgedge-cache", "age")
+    return measured_wrk(args, srv, base, "hot.lua", [path, per_thread_cap], args.hot_conns,
+                        args.hot_duration, rundir, {"example_url": url})
 
 
 def cell_http_stampede(args, target, srv, rundir):
