@@ -334,6 +334,7 @@ pub(crate) fn run(src: &[u8], p: &Pipeline, ctx: &RunContext<'_>) -> Result<Outp
         progressive: p.interlace.unwrap_or(false),
         icc,
     };
+    check_format_dims(out_fmt, pic.dims())?;
     let bytes = codec::encode(&pic, out_fmt, &opts)?;
     if p.terminal == Some(Terminal::Info) {
         // `info` after other ops describes the processed result (spec §1.3).
@@ -346,6 +347,23 @@ pub(crate) fn run(src: &[u8], p: &Pipeline, ctx: &RunContext<'_>) -> Result<Outp
     let mut bytes = bytes;
     bytes.shrink_to_fit();
     Ok(Output { bytes, content_type: out_fmt.mime(), trace })
+}
+
+/// Largest side each output format can store (WebP's VP8 limit is 16383 px; JPEG and
+/// GIF store sizes in 16 bits). Found by fuzzing: a 16×16396 GIF canvas reached libwebp.
+fn check_format_dims(fmt: Format, (w, h): (u32, u32)) -> Result<(), ProcessError> {
+    let max = match fmt {
+        Format::Webp => 16_383,
+        Format::Jpg | Format::Gif => 65_535,
+        _ => return Ok(()),
+    };
+    if w > max || h > max {
+        return Err(ProcessError::too_large(
+            format!("The result image {w}x{h} exceeds the {max} px side limit of {}.", fmt.as_str()),
+            Some("0040-00000007"),
+        ));
+    }
+    Ok(())
 }
 
 /// Walks the chain on sizes only (the same formulas the ops use) and checks the limits:

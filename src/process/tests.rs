@@ -506,3 +506,14 @@ fn decoded_cache_serves_other_sizes_of_one_original() {
     let again = run_cached(&gif, "image/resize,w_40", &cache);
     assert!(!out.trace.decoded_cache_hit && !again.trace.decoded_cache_hit);
 }
+
+#[test]
+fn webp_side_limit_is_a_400_not_an_encoder_failure() {
+    // 16×16396 after a crop: within the pixel limit, beyond VP8's 16383 px side.
+    let tall = image::DynamicImage::new_rgb8(16, 16_396);
+    let mut src = Vec::new();
+    tall.write_to(&mut std::io::Cursor::new(&mut src), image::ImageFormat::Png).unwrap();
+    let e = run_chain(&src, "image/format,webp").unwrap_err();
+    assert_eq!((e.status(), e.code()), (400, "ImageTooLarge"), "{}", e.message());
+    assert!(run_chain(&src, "image/format,png").is_ok());
+}
