@@ -87,6 +87,11 @@ impl Pipeline {
             Some(Terminal::AverageHue) => parts.push("average-hue".into()),
             None => {}
         }
+        if parts.len() == 1 {
+            // A chain that changes nothing (`image/auto-orient,1`) still needs an
+            // operation to be a valid chain; found by the parser fuzzer.
+            parts.push("auto-orient,1".into());
+        }
         parts.join("/")
     }
 
