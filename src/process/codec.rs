@@ -710,7 +710,7 @@ fn encode_avif(img: &DynamicImage, opts: &EncodeOptions) -> Result<Vec<u8>, Proc
     encoded.map(|e| e.avif_file).map_err(|e| enc_err(format!("{e}")))
 }
 
-fn ext_color(img: &DynamicImage) -> ExtendedColorType {
+pub(crate) fn ext_color(img: &DynamicImage) -> ExtendedColorType {
     if img.color().has_alpha() {
         ExtendedColorType::Rgba8
     } else {

@@ -87,9 +87,8 @@ pub fn encode_png_level(img: &Decoded, level: u8) -> Result<Vec<u8>, ProcessErro
     use image::ImageEncoder;
     let compression = if level == 0 { codec::PNG_COMPRESSION } else { png::CompressionType::Level(level) };
     let mut out = Vec::new();
-    let color = if img.0.color().has_alpha() { image::ExtendedColorType::Rgba8 } else { image::ExtendedColorType::Rgb8 };
     png::PngEncoder::new_with_quality(&mut out, compression, png::FilterType::Adaptive)
-        .write_image(img.0.as_bytes(), img.0.width(), img.0.height(), color)
+        .write_image(img.0.as_bytes(), img.0.width(), img.0.height(), codec::ext_color(&img.0))
         .map_err(|e| ProcessError::internal(e.to_string()))?;
     Ok(out)
 }
