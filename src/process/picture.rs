@@ -176,6 +176,41 @@ pub(crate) fn resample(
     from_raw(w, h, alpha, dst.into_vec())
 }
 
+/// Shrink-on-load for sources whose codec cannot scale (PNG, BMP, TIFF): a box
+/// average by `d` (libvips' `shrink` before its Lanczos `reduce`), taking the decoded
+/// frame by value so RGBA is premultiplied in place instead of in a second full-size
+/// buffer. The full decode is freed here; what stays (and what the decoded-source
+/// cache keeps) is `d²` times smaller.
+pub(crate) fn box_shrink(img: DynamicImage, d: u32) -> Result<DynamicImage, ProcessError> {
+    let (sw, sh) = (img.width(), img.height());
+    let (w, h) = (sw.div_ceil(d.max(1)), sh.div_ceil(d.max(1)));
+    if (w, h) == (sw, sh) {
+        return Ok(img);
+    }
+    let alpha = img.color().has_alpha();
+    let (pt, ch) = if alpha { (fir::PixelType::U8x4, 4) } else { (fir::PixelType::U8x3, 3) };
+    let err = |what: &str, e: &dyn std::fmt::Display| ProcessError::internal(format!("shrink {what}: {e}"));
+    let mut src = fir::images::Image::from_vec_u8(sw, sh, normalize(img).into_bytes(), pt)
+        .map_err(|e| err("source", &e))?;
+    let muldiv = fir::MulDiv::default();
+    if alpha {
+        muldiv.multiply_alpha_inplace(&mut src).map_err(|e| err("premultiply", &e))?;
+    }
+    let mut dst = fir::images::Image::from_vec_u8(w, h, try_alloc(buf_len(w, h, ch)?)?, pt)
+        .map_err(|e| err("destination", &e))?;
+    let opts = fir::ResizeOptions::new()
+        .resize_alg(fir::ResizeAlg::Convolution(fir::FilterType::Box))
+        .use_alpha(false);
+    RESIZER
+        .with(|r| r.borrow_mut().resize(&src, &mut dst, &opts))
+        .map_err(|e| err("resize", &e))?;
+    drop(src);
+    if alpha {
+        muldiv.divide_alpha_inplace(&mut dst).map_err(|e| err("unpremultiply", &e))?;
+    }
+    from_raw(w, h, alpha, dst.into_vec())
+}
+
 /// Copies the `w×h` rectangle at `(x, y)`; the caller guarantees it lies inside.
 pub(crate) fn crop(img: &DynamicImage, x: u32, y: u32, w: u32, h: u32) -> DynamicImage {
     img.crop_imm(x, y, w, h)

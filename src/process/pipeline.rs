@@ -214,7 +214,10 @@ pub(crate) fn run(src: &[u8], p: &Pipeline, ctx: &RunContext<'_>) -> Result<Outp
     let mut shrink = 1;
     if let Some(Op::Resize(r)) = p.ops.first() {
         let plan = r.plan(oriented, never_enlarge, limits)?;
-        if probe.format == Format::Jpg {
+        // JPEG scales in the DCT, a still WebP in libwebp's rescaler, PNG, BMP and TIFF
+        // by a box average straight after decoding (see `codec::decode`).
+        let scales_on_load = probe.meta.frames <= 1 && probe.format != Format::Gif;
+        if scales_on_load {
             shrink = codec::shrink_factor(oriented, plan.scaled_dims(oriented));
         }
         first_plan = Some(plan);
