@@ -631,6 +631,10 @@ def cell_http_hot(args, target, srv, rundir):
                         args.hot_duration, rundir, {"example_url": url})
 
 
+# Response headers that say how a cache answered (recorded per stampede response).
+CACHE_HEADERS = ("x-cache-status", "x-cache", "cf-cache-status", "x-imgedge-cache", "age")
+
+
 def cell_http_stampede(args, target, srv, rundir):
     tpl = template(target, "stampede")
     key = args.stampede_key

@@ -62,6 +62,8 @@ pub(crate) struct Meta {
     pub jpeg_quality: Option<u8>,
     /// JPEG with an Adobe APP14 marker (CMYK values stored inverted).
     pub adobe: bool,
+    /// Progressive JPEG (SOF2/6/10/14): libjpeg buffers every coefficient of the image.
+    pub progressive: bool,
     /// Animation loop count (GIF NETSCAPE2.0 extension, WebP ANIM chunk), 0 = forever.
     pub loop_count: Option<u16>,
 }
@@ -212,6 +214,7 @@ fn probe_jpeg(src: &[u8]) -> Result<Meta, ProcessError> {
                 icc_chunks.push((payload[12], payload[14..].to_vec()));
             }
             0xEE if payload.starts_with(b"Adobe") => meta.adobe = true,
+            0xC2 | 0xC6 | 0xCA | 0xCE => meta.progressive = true,
             0xDB => {
                 // One or more tables: Pq|Tq, then 64 entries of 1 or 2 bytes.
                 let mut p = 0usize;
@@ -385,6 +388,21 @@ fn probe_other(src: &[u8], format: Format) -> Result<Meta, ProcessError> {
 }
 
 // ---------------------------------------------------------------- decode
+
+/// Estimated peak working memory of decoding `probe` at `shrink`: the output frame,
+/// plus the whole-image coefficient buffer of a progressive JPEG (2 bytes per
+/// coefficient; 1.5 planes at 4:2:0, 3 with 4 components taken as the worst case), or
+/// the full-size frame that PNG, BMP and TIFF decode before their box shrink.
+pub(crate) fn working_bytes(probe: &Probe, shrink: u32) -> u64 {
+    let (w, h) = (u64::from(probe.meta.width), u64::from(probe.meta.height));
+    let d = u64::from(shrink.max(1));
+    let out = w.div_ceil(d) * h.div_ceil(d) * 4;
+    out + match probe.format {
+        Format::Jpg if probe.meta.progressive => w * h * 3,
+        Format::Png | Format::Bmp | Format::Tiff if d > 1 => w * h * 4,
+        _ => 0,
+    }
+}
 
 /// Picks the JPEG DCT scaling denominator (1, 2, 4, 8): the largest 1/2ⁿ that keeps the
 /// decoded image at least twice the target on both axes (libvips' rule; ≥ 50 dB from a

@@ -8,6 +8,11 @@
 //! a finer one; a request needing more resolution decodes again and replaces it. Only
 //! still pictures are kept: animations are rarely re-rendered at several sizes and
 //! cost many frames of memory.
+//!
+//! The cache gives way to large decodes: before a decode that needs more working memory
+//! than is free under its capacity (a 16 MP progressive JPEG holds a 48 MB coefficient
+//! buffer), entries are dropped, so cached pixels plus the decode in progress stay
+//! within the one budget and the process peak stays response cache + this budget.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -47,6 +52,7 @@ impl Decoded {
 #[derive(Clone)]
 pub struct DecodedCache {
     entries: moka::sync::Cache<DecodedKey, Arc<Decoded>>,
+    capacity: u64,
     hits: Arc<AtomicU64>,
     misses: Arc<AtomicU64>,
 }
@@ -61,6 +67,7 @@ impl DecodedCache {
     /// A cache holding at most `bytes` of pixels; `None` when `bytes` is 0 (disabled).
     pub fn new(bytes: u64) -> Option<Self> {
         (bytes > 0).then(|| DecodedCache {
+            capacity: bytes,
             // LRU: a srcset's variants arrive close together, and TinyLFU would refuse
             // a new original's first decode once the cache is full.
             entries: moka::sync::Cache::builder()
@@ -86,6 +93,29 @@ impl DecodedCache {
         let decoded = Arc::new(decoded);
         self.entries.insert(key, Arc::clone(&decoded));
         decoded
+    }
+
+    /// Drops entries until `need` more bytes of working memory fit under the capacity.
+    /// moka does not expose its LRU order, so victims are taken in iteration order;
+    /// this only runs before decodes that are large against the whole budget.
+    pub(crate) fn make_room(&self, need: u64) {
+        self.entries.run_pending_tasks();
+        let mut held = self.entries.weighted_size();
+        if held.saturating_add(need) <= self.capacity {
+            return;
+        }
+        if need >= self.capacity {
+            self.entries.invalidate_all();
+        } else {
+            for (key, entry) in &self.entries {
+                if held.saturating_add(need) <= self.capacity {
+                    break;
+                }
+                held = held.saturating_sub(u64::from(entry.weight()));
+                self.entries.invalidate(key.as_ref());
+            }
+        }
+        self.entries.run_pending_tasks();
     }
 
     /// Lookups that found a usable decode.
@@ -141,5 +171,20 @@ mod tests {
         }
         assert!(cache.weighted_size() <= 100_000);
         assert!(DecodedCache::new(0).is_none());
+    }
+
+    #[test]
+    fn gives_way_to_a_large_decode() {
+        let cache = DecodedCache::new(100_000).unwrap();
+        for i in 0..3u32 {
+            cache.insert(DecodedKey::new(&i.to_le_bytes(), 1), decoded(1, 1000)); // 30 kB each
+        }
+        cache.make_room(10_000);
+        assert_eq!(cache.weighted_size(), 90_000, "enough room already: nothing dropped");
+        cache.make_room(50_000);
+        assert!(cache.weighted_size() <= 50_000, "{}", cache.weighted_size());
+        assert!(cache.weighted_size() > 0, "only as much as needed is dropped");
+        cache.make_room(200_000);
+        assert_eq!(cache.weighted_size(), 0);
     }
 }

@@ -249,7 +249,10 @@ pub(crate) fn run(src: &[u8], p: &Pipeline, ctx: &RunContext<'_>) -> Result<Outp
                     trace.decoded_cache_hit = true;
                     hit
                 }
-                None => cache.insert(key, Decoded { shrink, pic: decode_oriented()? }),
+                None => {
+                    cache.make_room(codec::working_bytes(&probe, shrink));
+                    cache.insert(key, Decoded { shrink, pic: decode_oriented()? })
+                }
             };
             trace.shrink = shared.shrink;
             match (p.ops.first(), first_plan, shared.pic.first()) {

@@ -577,3 +577,15 @@ fn png_level_is_smaller_than_fdeflate_fast_on_a_photo() {
     let (ours, fast) = (encode(codec::PNG_COMPRESSION), encode(image::codecs::png::CompressionType::Fast));
     assert!(ours * 100 < fast * 97, "level 3 {ours} B against fdeflate {fast} B");
 }
+
+#[test]
+fn working_memory_counts_the_progressive_coefficient_buffer() {
+    let limits = Limits::default();
+    let progressive = codec::probe(&corpus("photos/seeding_by_Clements_Engelhardt_16mp_progressive.jpg"), &limits).unwrap();
+    let baseline = codec::probe(&corpus("photos/powerpano_3660x1080_panorama.jpg"), &limits).unwrap();
+    assert!(progressive.meta.progressive && !baseline.meta.progressive);
+    // 5312×2988 at 4:2:0: 47.6 MB of coefficients, plus the 1/4 output frame.
+    let need = codec::working_bytes(&progressive, 4);
+    assert!((47_000_000..52_000_000).contains(&need), "{need}");
+    assert!(codec::working_bytes(&baseline, 4) < 5_000_000);
+}
