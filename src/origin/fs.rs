@@ -17,7 +17,8 @@ const STREAM_CHUNK: usize = 256 * 1024;
 /// A local folder origin.
 #[derive(Debug)]
 pub struct FsOrigin {
-    root: PathBuf,
+    /// Shared with each fetch's blocking task without copying the path.
+    root: std::sync::Arc<Path>,
 }
 
 impl FsOrigin {
@@ -36,7 +37,7 @@ impl FsOrigin {
                 root.display()
             )));
         }
-        Ok(FsOrigin { root })
+        Ok(FsOrigin { root: root.into() })
     }
 
     /// The canonical root folder.
@@ -56,7 +57,7 @@ impl FsOrigin {
     /// # Errors
     /// `NotFound` for missing files, folders and keys outside the root; `Io` otherwise.
     pub async fn fetch(&self, req: &FetchRequest<'_>) -> Result<Fetched, OriginError> {
-        let (root, key) = (self.root.clone(), req.key.to_owned());
+        let (root, key) = (std::sync::Arc::clone(&self.root), req.key.to_owned());
         let wanted = Wanted {
             head_only: req.head_only,
             if_none_match: req.if_none_match.map(str::to_owned),
@@ -90,7 +91,7 @@ fn resolve_in(root: &Path, key: &str) -> Result<PathBuf, OriginError> {
     let path = root.join(rel);
     // Symlinks may point anywhere: compare the real path with the root.
     let real = path.canonicalize().map_err(not_found_or_io)?;
-    if !real.starts_with(&root) {
+    if !real.starts_with(root) {
         return Err(OriginError::NotFound);
     }
     Ok(real)

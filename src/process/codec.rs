@@ -404,9 +404,9 @@ pub(crate) fn working_bytes(probe: &Probe, shrink: u32) -> u64 {
     }
 }
 
-/// Picks the JPEG DCT scaling denominator (1, 2, 4, 8): the largest 1/2ⁿ that keeps the
-/// decoded image at least twice the target on both axes (libvips' rule; ≥ 50 dB from a
-/// full decode in our measurements).
+/// Picks the shrink-on-load denominator (1, 2, 4, 8; see [`decode`] for how each format
+/// applies it): the largest 1/2ⁿ that keeps the decoded image at least twice the target
+/// on both axes (libvips' rule; ≥ 50 dB from a full decode in our measurements).
 pub(crate) fn shrink_factor(src: (u32, u32), target: (u32, u32)) -> u32 {
     let mut best = 1;
     for d in [2u32, 4, 8] {
@@ -438,7 +438,7 @@ pub(crate) fn decode(
     let lim = image_limits(limits);
     // Formats without native scaling shrink by a box average right after decoding.
     let still = |mut d: Box<dyn FnMut() -> Result<DynamicImage, ProcessError>>| -> Result<Picture, ProcessError> {
-        Ok(Picture::still(picture::box_shrink(picture::normalize(d()?), shrink)?))
+        Ok(Picture::still(picture::box_shrink(d()?, shrink)?))
     };
     match probe.format {
         // Never sniffed as a source (output only).

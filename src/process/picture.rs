@@ -180,8 +180,9 @@ pub(crate) fn resample(
 /// average by `d` (libvips' `shrink` before its Lanczos `reduce`), taking the decoded
 /// frame by value so RGBA is premultiplied in place instead of in a second full-size
 /// buffer. The full decode is freed here; what stays (and what the decoded-source
-/// cache keeps) is `d²` times smaller.
+/// cache keeps) is `d²` times smaller. Any pixel type comes back as RGB8 or RGBA8.
 pub(crate) fn box_shrink(img: DynamicImage, d: u32) -> Result<DynamicImage, ProcessError> {
+    let img = normalize(img);
     let (sw, sh) = (img.width(), img.height());
     let (w, h) = (sw.div_ceil(d.max(1)), sh.div_ceil(d.max(1)));
     if (w, h) == (sw, sh) {
@@ -190,7 +191,7 @@ pub(crate) fn box_shrink(img: DynamicImage, d: u32) -> Result<DynamicImage, Proc
     let alpha = img.color().has_alpha();
     let (pt, ch) = if alpha { (fir::PixelType::U8x4, 4) } else { (fir::PixelType::U8x3, 3) };
     let err = |what: &str, e: &dyn std::fmt::Display| ProcessError::internal(format!("shrink {what}: {e}"));
-    let mut src = fir::images::Image::from_vec_u8(sw, sh, normalize(img).into_bytes(), pt)
+    let mut src = fir::images::Image::from_vec_u8(sw, sh, img.into_bytes(), pt)
         .map_err(|e| err("source", &e))?;
     let muldiv = fir::MulDiv::default();
     if alpha {
