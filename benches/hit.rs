@@ -22,9 +22,7 @@ const PQ: &str = "/giunchedi_srgb_icc.jpg?x-oss-process=image/resize,m_lfit,w_40
 
 fn app() -> Arc<App> {
     let fixtures = format!("{}/fixtures", env!("CARGO_MANIFEST_DIR"));
-    let mut config = Config::default();
-    config.origin = fixtures.clone();
-    config.access_log = false;
+    let config = Config { origin: fixtures.clone(), access_log: false, ..Config::default() };
     Arc::new(App::new(config, Origin::from_spec(&fixtures).unwrap()))
 }
 

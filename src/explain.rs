@@ -92,6 +92,7 @@ async fn fresh_run(app: &Arc<App>, req: &ObjectRequest) -> Value {
             "origin_ms": origin_ms,
             "source_bytes": source_bytes,
             "shrink_on_load": format!("1/{}", out.trace.shrink.max(1)),
+            "ac_refinement_skipped": out.trace.coarse_ac,
             "decode_ms": ms(out.trace.decode),
             "ops_ms": ms(out.trace.ops),
             "encode_ms": ms(out.trace.encode),

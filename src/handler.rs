@@ -61,7 +61,7 @@ pub async fn serve_object(app: &Arc<App>, req: &ObjectRequest) -> Result<Served,
         &req.host,
         &req.path,
         req.query.as_deref(),
-        process.as_deref(),
+        process,
         req.format_class,
         &app.config.cache.ignore_params,
     );

@@ -418,11 +418,52 @@ pub(crate) fn shrink_factor(src: (u32, u32), target: (u32, u32)) -> u32 {
     best
 }
 
+/// How far below the source an output must be, on both axes, before a progressive
+/// JPEG's final AC refinement scans are skipped (see [`super::jpeg_scans`]). Measured on
+/// the corpus' two progressive photos, lossless PNG output against a colour-managed
+/// Lanczos reference: at 7.7× and 13× DSSIM moves by +0.00001..0.00002 and SSIMULACRA2
+/// stays above 95; q80 JPEG output is unchanged within ±0.00002; at 4× SSIMULACRA2 would
+/// drop 96.6 → 93.1, hence the threshold. The decode itself takes about 45 % less time.
+pub(crate) const COARSE_AC_MIN_REDUCTION: u64 = 6;
+
+/// How much of the source a decode must keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LoadScale {
+    /// Shrink-on-load denominator ([`shrink_factor`]).
+    pub shrink: u32,
+    /// A progressive JPEG may skip its AC least-significant-bit refinement scans.
+    pub coarse_ac: bool,
+}
+
+impl LoadScale {
+    /// Every pixel at full precision.
+    pub(crate) const FULL: LoadScale = LoadScale { shrink: 1, coarse_ac: false };
+
+    /// The cheapest decode of `probe` (stored size `oriented`) that still serves an
+    /// output of `target`.
+    pub(crate) fn for_target(probe: &Probe, oriented: (u32, u32), target: (u32, u32)) -> LoadScale {
+        let far_below = |src: u32, out: u32| u64::from(src) >= COARSE_AC_MIN_REDUCTION * u64::from(out.max(1));
+        LoadScale {
+            shrink: shrink_factor(oriented, target),
+            coarse_ac: probe.format == Format::Jpg
+                && probe.meta.progressive
+                && far_below(oriented.0, target.0)
+                && far_below(oriented.1, target.1),
+        }
+    }
+
+    /// A decode made at `self` has at least the resolution and precision `need` asks for.
+    pub(crate) fn covers(self, need: LoadScale) -> bool {
+        self.shrink <= need.shrink && (!self.coarse_ac || need.coarse_ac)
+    }
+}
+
 /// Decodes a probed source.
 ///
-/// `shrink` is the shrink-on-load denominator: DCT scaling for JPEG, libwebp's rescaler
-/// for a still WebP, a box average after decoding for PNG, BMP and TIFF (ignored for
-/// GIF and animations); with
+/// `scale.shrink` is the shrink-on-load denominator: DCT scaling for JPEG, libwebp's
+/// rescaler for a still WebP, a box average after decoding for PNG, BMP and TIFF (ignored
+/// for GIF and animations); `scale.coarse_ac` lets a progressive JPEG skip its AC
+/// refinement scans. With
 /// `all_frames` false only the first frame of an animation is decoded.
 ///
 /// # Errors
@@ -430,10 +471,11 @@ pub(crate) fn shrink_factor(src: (u32, u32), target: (u32, u32)) -> u32 {
 pub(crate) fn decode(
     src: &[u8],
     probe: &Probe,
-    shrink: u32,
+    scale: LoadScale,
     all_frames: bool,
     limits: &Limits,
 ) -> Result<Picture, ProcessError> {
+    let shrink = scale.shrink;
     let cur = Cursor::new(src);
     let lim = image_limits(limits);
     // Formats without native scaling shrink by a box average right after decoding.
@@ -443,7 +485,7 @@ pub(crate) fn decode(
     match probe.format {
         // Never sniffed as a source (output only).
         Format::Avif => Err(unsupported()),
-        Format::Jpg => Ok(Picture::still(decode_jpeg(src, &probe.meta, shrink)?)),
+        Format::Jpg => Ok(Picture::still(decode_jpeg(src, &probe.meta, scale)?)),
         Format::Png => still(Box::new(move || {
             let mut d = png::PngDecoder::new(cur.clone()).map_err(image_err)?;
             d.set_limits(lim.clone()).map_err(image_err)?;
@@ -508,10 +550,14 @@ fn collect_frames(
     Ok(Picture { frames: out, loop_count: probe.meta.loop_count })
 }
 
-fn decode_jpeg(src: &[u8], meta: &Meta, shrink: u32) -> Result<DynamicImage, ProcessError> {
+fn decode_jpeg(src: &[u8], meta: &Meta, scale: LoadScale) -> Result<DynamicImage, ProcessError> {
+    let coarse = (scale.coarse_ac && meta.progressive)
+        .then(|| super::jpeg_scans::without_ac_lsb_refinement(src))
+        .flatten();
+    let src = coarse.as_deref().unwrap_or(src);
     let mut d = tj::Decoder::new()?;
     let header = d.header(src)?;
-    let (buf, w, h) = d.decompress(src, &header, shrink)?;
+    let (buf, w, h) = d.decompress(src, &header, scale.shrink)?;
     let buf = if header.cmyk { cmyk_to_rgb(&buf, meta.adobe) } else { buf };
     picture::from_raw(w, h, false, buf)
 }

@@ -20,6 +20,7 @@ use std::sync::Arc;
 
 use moka::policy::EvictionPolicy;
 
+use super::codec::LoadScale;
 use super::picture::Picture;
 
 /// What identifies a decoded source.
@@ -35,10 +36,10 @@ impl DecodedKey {
     }
 }
 
-/// One decoded, oriented source and the JPEG DCT scaling it was decoded at.
+/// One decoded, oriented source and the scale and precision it was decoded at.
 #[derive(Debug)]
 pub(crate) struct Decoded {
-    pub shrink: u32,
+    pub scale: LoadScale,
     pub pic: Picture,
 }
 
@@ -81,9 +82,9 @@ impl DecodedCache {
         })
     }
 
-    /// An entry decoded at `shrink` or finer.
-    pub(crate) fn get(&self, key: &DecodedKey, shrink: u32) -> Option<Arc<Decoded>> {
-        let found = self.entries.get(key).filter(|d| d.shrink <= shrink);
+    /// An entry decoded at `need`'s scale and precision or finer.
+    pub(crate) fn get(&self, key: &DecodedKey, need: LoadScale) -> Option<Arc<Decoded>> {
+        let found = self.entries.get(key).filter(|d| d.scale.covers(need));
         let counter = if found.is_some() { &self.hits } else { &self.misses };
         counter.fetch_add(1, Ordering::Relaxed);
         found
@@ -140,7 +141,11 @@ mod tests {
     use image::DynamicImage;
 
     fn decoded(shrink: u32, w: u32) -> Decoded {
-        Decoded { shrink, pic: Picture::still(DynamicImage::new_rgb8(w, 10)) }
+        Decoded { scale: at(shrink), pic: Picture::still(DynamicImage::new_rgb8(w, 10)) }
+    }
+
+    fn at(shrink: u32) -> LoadScale {
+        LoadScale { shrink, coarse_ac: false }
     }
 
     #[test]
@@ -148,18 +153,32 @@ mod tests {
         let cache = DecodedCache::new(1 << 20).unwrap();
         let key = DecodedKey::new(b"source", 1);
         cache.insert(key, decoded(4, 100));
-        assert!(cache.get(&key, 4).is_some());
-        assert!(cache.get(&key, 8).is_some(), "a finer decode serves a coarser need");
-        assert!(cache.get(&key, 2).is_none(), "a coarser decode cannot serve a finer need");
+        assert!(cache.get(&key, at(4)).is_some());
+        assert!(cache.get(&key, at(8)).is_some(), "a finer decode serves a coarser need");
+        assert!(cache.get(&key, at(2)).is_none(), "a coarser decode cannot serve a finer need");
         assert_eq!((cache.hits(), cache.misses()), (2, 1));
+    }
+
+    #[test]
+    fn a_coarse_decode_serves_only_coarse_needs() {
+        let cache = DecodedCache::new(1 << 20).unwrap();
+        let key = DecodedKey::new(b"progressive", 1);
+        let coarse = LoadScale { shrink: 4, coarse_ac: true };
+        cache.insert(key, Decoded { scale: coarse, pic: Picture::still(DynamicImage::new_rgb8(100, 10)) });
+        assert!(cache.get(&key, coarse).is_some());
+        assert!(cache.get(&key, LoadScale { shrink: 8, coarse_ac: true }).is_some());
+        assert!(cache.get(&key, at(4)).is_none(), "a nearer-size output needs every refinement scan");
+        // ...and a full-precision decode serves both.
+        cache.insert(key, decoded(4, 100));
+        assert!(cache.get(&key, coarse).is_some());
     }
 
     #[test]
     fn keys_differ_by_bytes_and_orientation() {
         let cache = DecodedCache::new(1 << 20).unwrap();
         cache.insert(DecodedKey::new(b"a", 1), decoded(1, 10));
-        assert!(cache.get(&DecodedKey::new(b"b", 1), 1).is_none());
-        assert!(cache.get(&DecodedKey::new(b"a", 6), 1).is_none());
+        assert!(cache.get(&DecodedKey::new(b"b", 1), at(1)).is_none());
+        assert!(cache.get(&DecodedKey::new(b"a", 6), at(1)).is_none());
     }
 
     #[test]

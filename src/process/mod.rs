@@ -48,6 +48,7 @@ pub(crate) mod colour;
 pub mod decoded;
 pub mod fonts;
 pub mod memo;
+pub(crate) mod jpeg_scans;
 pub(crate) mod picture;
 pub(crate) mod ops;
 pub(crate) mod parse;
@@ -140,6 +141,8 @@ pub struct Output {
 pub struct Trace {
     /// JPEG DCT scaling denominator used when decoding (1, 2, 4 or 8).
     pub shrink: u32,
+    /// A progressive JPEG's AC refinement scans were skipped (a far smaller output).
+    pub coarse_ac: bool,
     /// Header probe and decode.
     pub decode: std::time::Duration,
     /// Pixel operations.

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use image::metadata::Orientation;
 
-use super::codec::{self, EncodeOptions};
+use super::codec::{self, EncodeOptions, LoadScale};
 use super::decoded::{Decoded, DecodedKey};
 use super::picture::Picture;
 use super::ops::format::Format;
@@ -211,14 +211,14 @@ pub(crate) fn run(src: &[u8], p: &Pipeline, ctx: &RunContext<'_>) -> Result<Outp
 
     // Shrink-on-load: the first resize decides how much resolution is needed.
     let mut first_plan: Option<Plan> = None;
-    let mut shrink = 1;
+    let mut scale = LoadScale::FULL;
     if let Some(Op::Resize(r)) = p.ops.first() {
         let plan = r.plan(oriented, never_enlarge, limits)?;
         // JPEG scales in the DCT, a still WebP in libwebp's rescaler, PNG, BMP and TIFF
         // by a box average straight after decoding (see `codec::decode`).
         let scales_on_load = probe.meta.frames <= 1 && probe.format != Format::Gif;
         if scales_on_load {
-            shrink = codec::shrink_factor(oriented, plan.scaled_dims(oriented));
+            scale = LoadScale::for_target(&probe, oriented, plan.scaled_dims(oriented));
         }
         first_plan = Some(plan);
     }
@@ -228,7 +228,7 @@ pub(crate) fn run(src: &[u8], p: &Pipeline, ctx: &RunContext<'_>) -> Result<Outp
     predict_dims(p, oriented, never_enlarge, limits)?;
 
     let decode_oriented = || -> Result<Picture, ProcessError> {
-        let mut pic = codec::decode(src, &probe, shrink, keep_frames, limits)?;
+        let mut pic = codec::decode(src, &probe, scale, keep_frames, limits)?;
         if orientation != 1 {
             if let Some(o) = Orientation::from_exif(orientation) {
                 for f in &mut pic.frames {
@@ -244,17 +244,18 @@ pub(crate) fn run(src: &[u8], p: &Pipeline, ctx: &RunContext<'_>) -> Result<Outp
     let mut pic = match ctx.decoded.filter(|_| !keep_frames && probe.meta.frames <= 1) {
         Some(cache) => {
             let key = DecodedKey::new(src, orientation);
-            let shared = match cache.get(&key, shrink) {
+            let shared = match cache.get(&key, scale) {
                 Some(hit) => {
                     trace.decoded_cache_hit = true;
                     hit
                 }
                 None => {
-                    cache.make_room(codec::working_bytes(&probe, shrink));
-                    cache.insert(key, Decoded { shrink, pic: decode_oriented()? })
+                    cache.make_room(codec::working_bytes(&probe, scale.shrink));
+                    cache.insert(key, Decoded { scale, pic: decode_oriented()? })
                 }
             };
-            trace.shrink = shared.shrink;
+            trace.shrink = shared.scale.shrink;
+            trace.coarse_ac = shared.scale.coarse_ac;
             match (p.ops.first(), first_plan, shared.pic.first()) {
                 (Some(Op::Resize(r)), Some(plan), Some(img)) => {
                     first_op = 1;
@@ -264,7 +265,8 @@ pub(crate) fn run(src: &[u8], p: &Pipeline, ctx: &RunContext<'_>) -> Result<Outp
             }
         }
         None => {
-            trace.shrink = shrink;
+            trace.shrink = scale.shrink;
+            trace.coarse_ac = scale.coarse_ac;
             decode_oriented()?
         }
     };

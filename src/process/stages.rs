@@ -25,8 +25,8 @@ pub fn decode_for_width(src: &[u8], target_w: u32) -> Result<Decoded, ProcessErr
     let probe = codec::probe(src, &Limits::default())?;
     let (w, h) = (probe.meta.width, probe.meta.height);
     let th = ((u64::from(h) * u64::from(target_w) + u64::from(w) / 2) / u64::from(w.max(1))) as u32;
-    let shrink = codec::shrink_factor((w, h), (target_w, th.max(1)));
-    let pic = codec::decode(src, &probe, shrink, false, &Limits::default())?;
+    let scale = codec::LoadScale::for_target(&probe, (w, h), (target_w, th.max(1)));
+    let pic = codec::decode(src, &probe, scale, false, &Limits::default())?;
     pic.first().cloned().map(Decoded).ok_or_else(|| ProcessError::internal("no frame"))
 }
 
@@ -99,7 +99,7 @@ pub fn encode_png_level(img: &Decoded, level: u8) -> Result<Vec<u8>, ProcessErro
 /// As `run`.
 pub fn decode(src: &[u8]) -> Result<Decoded, ProcessError> {
     let probe = codec::probe(src, &Limits::default())?;
-    let pic = codec::decode(src, &probe, 1, false, &Limits::default())?;
+    let pic = codec::decode(src, &probe, codec::LoadScale::FULL, false, &Limits::default())?;
     pic.first().cloned().map(Decoded).ok_or_else(|| ProcessError::internal("no frame"))
 }
 

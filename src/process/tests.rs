@@ -589,3 +589,25 @@ fn working_memory_counts_the_progressive_coefficient_buffer() {
     assert!((47_000_000..52_000_000).contains(&need), "{need}");
     assert!(codec::working_bytes(&baseline, 4) < 5_000_000);
 }
+
+#[test]
+fn far_smaller_outputs_skip_the_ac_refinement_scans_of_a_progressive_jpeg() {
+    let src = corpus("photos/friends_by_Aitzol_Berasategi_portrait.jpg"); // 2056×3088
+    let small = run_chain(&src, "image/resize,m_lfit,w_400,h_400/format,png").unwrap();
+    assert!(small.trace.coarse_ac && small.trace.shrink == 2, "{:?}", small.trace);
+    let near = run_chain(&src, "image/resize,m_lfit,w_640,h_640/format,png").unwrap();
+    assert!(!near.trace.coarse_ac, "4.8× smaller is too close: {:?}", near.trace);
+    let baseline = run_chain(&corpus("photos/powerpano_3660x1080_panorama.jpg"), "image/resize,w_100").unwrap();
+    assert!(!baseline.trace.coarse_ac, "a baseline JPEG has no refinement scans");
+
+    // The coarse decode against a full-precision one, both resized as the request does.
+    let probe = codec::probe(&src, &Limits::default()).unwrap();
+    let at_400 = |coarse_ac| {
+        let pic = codec::decode(&src, &probe, codec::LoadScale { shrink: 2, coarse_ac }, false, &Limits::default()).unwrap();
+        picture::resample(pic.first().unwrap(), 266, 400, None).unwrap().to_rgb8()
+    };
+    let (coarse, full) = (at_400(true), at_400(false));
+    let db = psnr(&coarse, &full);
+    assert!(db > 45.0 && db < 99.0, "PSNR {db:.1} dB");
+    assert_eq!(decode_out(&small).to_rgb8().dimensions(), coarse.dimensions());
+}

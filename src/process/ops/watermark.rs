@@ -389,7 +389,7 @@ fn overlay_image(o: &Overlay, main: (u32, u32), ctx: &RunContext<'_>) -> Result<
     let limits = ctx.limits;
     let probe = codec::probe(bytes, limits)
         .map_err(|e| watermark_error(format!("The watermark object is not a usable image: {}", e.message())))?;
-    let pic = codec::decode(bytes, &probe, 1, false, limits)
+    let pic = codec::decode(bytes, &probe, codec::LoadScale::FULL, false, limits)
         .map_err(|e| watermark_error(format!("The watermark object is not a usable image: {}", e.message())))?;
     let mut img = pic.first().cloned().ok_or_else(|| watermark_error("The watermark image is empty."))?;
     if o.auto_orient && probe.meta.orientation != 1 {
