@@ -138,7 +138,23 @@ async fn shutdown_signal() {
     tracing::info!("shutdown signal received; draining");
 }
 
+/// glibc gives each thread that allocates its own arena (up to 8 per core), and every
+/// arena keeps the memory its thread freed: the decode worker's, each blocking thread's
+/// that read a source, the runtime's that copied a body. Two arenas cut the peer run's
+/// peak RSS by about 10 MB at the same speed. `MALLOC_ARENA_MAX` or `GLIBC_TUNABLES`
+/// in the environment win.
+fn cap_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() && std::env::var_os("GLIBC_TUNABLES").is_none() {
+        // SAFETY: runs first thing in main, before any other thread exists.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
+}
+
 fn main() -> anyhow::Result<()> {
+    cap_malloc_arenas();
     let (config, check_only) = load_config(Cli::parse())?;
     let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));

@@ -8,6 +8,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
+/// Memory an entry holds besides its body and strings: measured 1.84 KB of RSS per
+/// entry over 20,000 entries with a 19-byte body and a 35-byte URL.
+pub const ENTRY_OVERHEAD: usize = 1700;
+
 /// One stored (or shareable) response.
 #[derive(Debug)]
 pub struct Entry {
@@ -131,9 +135,11 @@ impl Entry {
         now.duration_since(self.stored_at).unwrap_or_default()
     }
 
-    /// Bytes this entry costs in the store (body plus a fixed overhead estimate).
+    /// Bytes this entry costs in memory: the body plus what holding it costs besides
+    /// (headers, key, moka's node, the purge index), so a 64 MiB cache of small objects
+    /// takes 64 MiB of RSS and not several times that.
     pub fn weight(&self) -> u32 {
-        let overhead = 256 + self.key.url.len() + self.content_type.len();
+        let overhead = ENTRY_OVERHEAD + 2 * self.key.url.len() + self.content_type.len();
         u32::try_from(self.body.len().saturating_add(overhead)).unwrap_or(u32::MAX)
     }
 }

@@ -271,6 +271,19 @@ mod tests {
     }
 
     #[test]
+    fn small_objects_are_weighed_with_what_holding_them_costs() {
+        let c = Cache::new(1 << 20, Duration::from_secs(1));
+        for i in 0..2000 {
+            c.insert(entry("/tiny.txt", Some(&format!("v={i}"))), 0);
+        }
+        c.weighted_size(); // runs pending evictions
+        // One-byte bodies: the measured ~1.8 KB per entry is what bounds the count.
+        let held = c.entry_count();
+        assert!(held <= (1 << 20) / meta::ENTRY_OVERHEAD as u64, "{held} entries in 1 MiB");
+        assert!(held > 400, "{held}");
+    }
+
+    #[test]
     fn regex_matches_canonical_url() {
         let c = Cache::new(1 << 20, Duration::from_secs(1));
         c.insert(entry("/1a.jpg", None), 0);
