@@ -13,7 +13,7 @@ use crate::process::{self, RunContext};
 use crate::request::ObjectRequest;
 use crate::App;
 use bytes::Bytes;
-use http::{header, HeaderValue, Response, StatusCode};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 use http_body_util::{BodyExt, Full, StreamBody};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -392,74 +392,87 @@ fn respond_entry(
     if entry.status == StatusCode::NOT_FOUND {
         return Err(OriginError::NotFound.into());
     }
-    let now = SystemTime::now();
     let cached = status != CacheStatus::Bypass;
     let fixed = entry.headers(&app.config.cache.client_cache_control);
-    let mut builder = Response::builder()
-        .header(header::CONTENT_TYPE, fixed.content_type.clone())
-        .header(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"))
-        .header("X-Cache", HeaderValue::from_static(status.as_str()))
-        .header("Via", via(status, started, 200))
-        .header("Timing-Allow-Origin", HeaderValue::from_static("*"));
+    // Built straight into a map sized for every header a hit carries: this runs on
+    // every cache hit, where the response builder's per-header checks and map growth
+    // were a measurable share of the CPU per request.
+    let mut headers = HeaderMap::with_capacity(20);
+    headers.insert(header::CONTENT_TYPE, fixed.content_type.clone());
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    headers.insert(X_CACHE, HeaderValue::from_static(status.as_str()));
+    headers.insert(header::VIA, via(status, started, 200));
+    headers.insert(TIMING_ALLOW_ORIGIN, HeaderValue::from_static("*"));
     if let Some(etag) = &fixed.etag {
-        builder = builder.header(header::ETAG, etag.clone());
+        headers.insert(header::ETAG, etag.clone());
     }
     if let Some(lm) = &fixed.last_modified {
-        builder = builder.header(header::LAST_MODIFIED, lm.clone());
+        headers.insert(header::LAST_MODIFIED, lm.clone());
     }
     if req.vary_accept {
-        builder = builder.header(header::VARY, HeaderValue::from_static("Accept"));
+        headers.append(header::VARY, HeaderValue::from_static("Accept"));
     }
     if status == CacheStatus::StaleHit {
-        builder = builder.header(header::WARNING, HeaderValue::from_static("110 imgedge \"Response is Stale\""));
+        headers.insert(header::WARNING, HeaderValue::from_static("110 imgedge \"Response is Stale\""));
     }
     if cached {
-        let age = if status.is_hit() { entry.age(now).as_secs() } else { 0 };
-        builder = builder
-            .header(header::AGE, HeaderValue::from(age))
-            .header("X-Swift-SaveTime", fixed.save_time.clone())
-            .header("X-Swift-CacheTime", fixed.cache_time.clone())
-            .header(header::CACHE_CONTROL, fixed.cache_control.clone());
+        let age = if status.is_hit() { entry.age(SystemTime::now()).as_secs() } else { 0 };
+        headers.insert(header::AGE, HeaderValue::from(age));
+        headers.insert(X_SWIFT_SAVETIME, fixed.save_time.clone());
+        headers.insert(X_SWIFT_CACHETIME, fixed.cache_time.clone());
+        headers.insert(header::CACHE_CONTROL, fixed.cache_control.clone());
     } else {
-        builder = builder.header(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     }
-    let meta = ObjectMeta {
-        etag: entry.etag.clone(),
-        last_modified: entry.last_modified,
-        ..ObjectMeta::default()
+    let respond = |status: StatusCode, headers: HeaderMap, body: Bytes| {
+        let mut response = Response::new(full_body(body));
+        *response.status_mut() = status;
+        *response.headers_mut() = headers;
+        Ok(response)
     };
-    if crate::origin::is_not_modified(&meta, req.if_none_match.as_deref(), req.if_modified_since) {
-        return finish(builder.status(StatusCode::NOT_MODIFIED), full_body(Bytes::new()));
+    if crate::origin::validators_match(
+        entry.etag.as_deref(),
+        entry.last_modified,
+        req.if_none_match.as_deref(),
+        req.if_modified_since,
+    ) {
+        return respond(StatusCode::NOT_MODIFIED, headers, Bytes::new());
     }
     if crate::encoding::is_compressible(&entry.content_type) {
-        builder = builder.header(header::VARY, "Accept-Encoding");
+        headers.append(header::VARY, HeaderValue::from_static("Accept-Encoding"));
         let coding = req.accept_encoding.as_deref().and_then(crate::encoding::negotiate);
         let compressed = coding
             .filter(|_| req.range.is_none())
             .and_then(|c| crate::encoding::compress(&entry.body, c).map(|b| (c, b)));
         if let Some((coding, body)) = compressed {
-            builder = builder
-                .header(header::CONTENT_ENCODING, coding.as_str())
-                .header(header::CONTENT_LENGTH, body.len());
+            headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static(coding.as_str()));
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
             let body = if req.head { Bytes::new() } else { body };
-            return finish(builder.status(StatusCode::OK), full_body(body));
+            return respond(StatusCode::OK, headers, body);
         }
     }
     let len = entry.body.len() as u64;
     let (status_code, body) = match req.range {
         Some(range) => {
             let (start, end) = range.resolve(len).ok_or(Error::InvalidRange { len })?;
-            builder = builder.header(header::CONTENT_RANGE, format!("bytes {start}-{}/{len}", end - 1));
+            let content_range = HeaderValue::from_str(&format!("bytes {start}-{}/{len}", end - 1))
+                .map_err(|e| Error::Internal(format!("Content-Range: {e}")))?;
+            headers.insert(header::CONTENT_RANGE, content_range);
             // Offsets are bounded by `len`, which came from a usize.
             let slice = entry.body.slice(start as usize..end as usize);
             (StatusCode::PARTIAL_CONTENT, slice)
         }
         None => (StatusCode::OK, entry.body.clone()),
     };
-    builder = builder.header(header::CONTENT_LENGTH, body.len());
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     let body = if req.head { Bytes::new() } else { body };
-    finish(builder.status(status_code), full_body(body))
+    respond(status_code, headers, body)
 }
+
+const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+const TIMING_ALLOW_ORIGIN: HeaderName = HeaderName::from_static("timing-allow-origin");
+const X_SWIFT_SAVETIME: HeaderName = HeaderName::from_static("x-swift-savetime");
+const X_SWIFT_CACHETIME: HeaderName = HeaderName::from_static("x-swift-cachetime");
 
 fn respond_stream(
     req: &ObjectRequest,
@@ -514,6 +527,10 @@ fn finish(builder: http::response::Builder, body: ResponseBody) -> Result<Respon
 fn via(status: CacheStatus, started: Instant, code: u16) -> HeaderValue {
     let ms = started.elapsed().as_millis();
     let hm = if status.is_hit() { 'H' } else { 'M' };
+    if ms == 0 && code == 200 && hm == 'H' {
+        // Nearly every memory hit: the one value worth not formatting per request.
+        return HeaderValue::from_static(concat!("imgedge/", env!("CARGO_PKG_VERSION"), "[0,200-0,H]"));
+    }
     HeaderValue::from_str(&format!("imgedge/{}[{ms},{code}-0,{hm}]", env!("CARGO_PKG_VERSION")))
         .unwrap_or_else(|_| HeaderValue::from_static("imgedge"))
 }

@@ -115,10 +115,10 @@ impl App {
     }
 
     /// A new 24-hex-digit request id, as OSS uses.
-    pub fn next_request_id(&self) -> String {
+    pub fn next_request_id(&self) -> RequestId {
         let n = self.request_seq.fetch_add(1, Ordering::Relaxed);
         let mixed = xxhash_rust::xxh3::xxh3_64_with_seed(&n.to_le_bytes(), self.request_seed);
-        format!("{:08X}{:016X}", (self.request_seed >> 32) as u32, mixed)
+        RequestId::new((self.request_seed >> 32) as u32, mixed)
     }
 
     /// A new purge/prefetch task id.
@@ -133,5 +133,46 @@ impl App {
 
     fn set_default_host(&self, host: String) {
         let _ = self.default_host.set(host);
+    }
+}
+
+/// A request id on the stack: 8 hex digits of the process seed, 16 of the request
+/// (every request has one, so it costs no allocation).
+#[derive(Clone, Copy)]
+pub struct RequestId([u8; 24]);
+
+impl RequestId {
+    fn new(seed: u32, mixed: u64) -> RequestId {
+        const HEX: &[u8; 16] = b"0123456789ABCDEF";
+        let mut id = [0u8; 24];
+        let digits = (u128::from(seed) << 64) | u128::from(mixed);
+        for (i, d) in id.iter_mut().enumerate() {
+            *d = HEX[((digits >> (4 * (23 - i))) & 0xF) as usize];
+        }
+        RequestId(id)
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII hex digits are ever written.
+        std::str::from_utf8(&self.0).unwrap_or("000000000000000000000000")
+    }
+}
+
+impl std::fmt::Debug for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod request_id_tests {
+    use super::RequestId;
+
+    #[test]
+    fn request_id_is_seed_then_request_in_upper_hex() {
+        let id = RequestId::new(0x18EE_26E6, 0x746F_6D46_AC10_9BBF);
+        assert_eq!(id.as_str(), "18EE26E6746F6D46AC109BBF");
+        assert_eq!(RequestId::new(0, 1).as_str(), "000000000000000000000001");
     }
 }

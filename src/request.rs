@@ -3,7 +3,7 @@
 //! client's validators. Anything malformed fails here with a 4xx, before the
 //! cache, the origin or a pixel is touched.
 
-use crate::cache::key::{query_pairs, PROCESS_PARAM};
+use crate::cache::key::{decode_component, query_tokens, PROCESS_PARAM};
 use crate::error::Error;
 use crate::origin::ByteRange;
 use crate::process::{ChainMemo, ParsedChain, Pipeline};
@@ -80,8 +80,8 @@ impl ObjectRequest {
             .to_owned();
         let path = normalize_path(uri.path())?;
         let query = uri.query().map(str::to_owned);
-        let chain = match process_param(query.as_deref()) {
-            Some(value) => Some(chains.parse(&value)?),
+        let chain = match encoded_process_param(query.as_deref()) {
+            Some(value) => Some(chains.parse_encoded(value)?),
             None => None,
         };
         let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
@@ -149,10 +149,15 @@ pub fn list_accepts(list: &str, token: &str) -> bool {
 /// The `x-oss-process` value, percent-decoded once. The name is case-sensitive:
 /// OSS ignores `X-Oss-Process`.
 pub fn process_param(query: Option<&str>) -> Option<String> {
-    query_pairs(query?)
+    encoded_process_param(query).map(|value| decode_component(value).into_owned())
+}
+
+/// The `x-oss-process` value as it stands in the query (still percent-encoded).
+pub fn encoded_process_param(query: Option<&str>) -> Option<&str> {
+    query_tokens(query?)
         .filter(|(name, _)| name == PROCESS_PARAM)
         .last()
-        .map(|(_, value)| value.into_owned())
+        .map(|(_, value)| value)
 }
 
 /// Validates and decodes an object path. Rejects anything that could name a file
@@ -165,8 +170,11 @@ pub fn normalize_path(raw: &str) -> Result<String, Error> {
     if !raw.starts_with('/') {
         return Err(Error::InvalidKey("path must start with '/'"));
     }
-    let lower = raw.to_ascii_lowercase();
-    if lower.contains("%2f") || lower.contains("%5c") {
+    let encoded_slash = raw
+        .as_bytes()
+        .windows(3)
+        .any(|w| w[0] == b'%' && ((w[1] == b'2' && w[2].eq_ignore_ascii_case(&b'f')) || (w[1] == b'5' && w[2].eq_ignore_ascii_case(&b'c'))));
+    if encoded_slash {
         return Err(Error::InvalidKey("encoded slash"));
     }
     let decoded = percent_decode_str(raw)

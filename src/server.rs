@@ -110,20 +110,6 @@ fn connection_builder(cfg: &crate::config::HttpConfig) -> auto::Builder<TokioExe
 async fn handle(app: Arc<App>, which: Listener, peer: SocketAddr, req: Request<Incoming>) -> Response<ResponseBody> {
     let started = Instant::now();
     let request_id = app.next_request_id();
-    let method = req.method().clone();
-    let path = req.uri().path().to_owned();
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
-    let accept_encoding = req
-        .headers()
-        .get(header::ACCEPT_ENCODING)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
     let cors = match which {
         Listener::Public => app.config.cors.response_headers(req.headers()),
         Listener::Admin => Vec::new(),
@@ -131,54 +117,55 @@ async fn handle(app: Arc<App>, which: Listener, peer: SocketAddr, req: Request<I
     if matches!(which, Listener::Public) && req.method() == Method::OPTIONS {
         return preflight(&app, req.headers());
     }
-    let result = tokio::time::timeout(app.config.request_timeout(), async {
-        match which {
-            Listener::Public => public(&app, req, peer, started).await,
-            Listener::Admin => admin(&app, req).await,
+    // The request head outlives the handler: errors and the access log read it. The
+    // public side only needs the head (GET/HEAD); the admin side reads its body, so it
+    // keeps a copy of the head instead (admin calls are rare).
+    let (result, head) = match which {
+        Listener::Public => {
+            let (head, _body) = req.into_parts();
+            let result = tokio::time::timeout(app.config.request_timeout(), public(&app, &head, peer, started)).await;
+            (result, head)
         }
-    })
-    .await
-    .unwrap_or(Err(Error::Timeout));
-    let (mut response, cache) = match result {
-        Ok(r) => {
-            let cache = r
-                .headers()
-                .get("X-Cache")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("-")
-                .to_owned();
-            (r, cache)
-        }
-        Err(e) => {
-            let head = method == Method::HEAD;
-            (error_response(&e, &request_id, &host, &path, head, &accept_encoding), "-".to_owned())
+        Listener::Admin => {
+            let head = copy_head(&req);
+            (tokio::time::timeout(app.config.request_timeout(), admin(&app, req)).await, head)
         }
     };
-    if let Ok(v) = http::HeaderValue::from_str(&request_id) {
+    let mut response = match result.unwrap_or(Err(Error::Timeout)) {
+        Ok(r) => r,
+        Err(e) => error_response(&e, request_id.as_str(), &head),
+    };
+    if let Ok(v) = http::HeaderValue::from_bytes(request_id.as_str().as_bytes()) {
         response.headers_mut().insert("x-oss-request-id", v);
     }
     for (name, value) in cors {
         response.headers_mut().append(name, value);
     }
-    let bytes = response
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("-")
-        .to_owned();
-    app.stats.record_request(response.status().as_u16(), &cache, bytes.parse().unwrap_or(0));
+    let header_str = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok());
+    let cache = header_str("x-cache").unwrap_or("-");
+    let bytes = header_str(header::CONTENT_LENGTH.as_str()).unwrap_or("-");
+    app.stats.record_request(response.status().as_u16(), cache, bytes.parse().unwrap_or(0));
     // The query is left out of the log on purpose: it may carry signatures and tokens.
     tracing::info!(
         target: "imgedge::access",
-        request_id = %request_id,
-        method = %method,
-        path = %path,
+        request_id = %request_id.as_str(),
+        method = %head.method,
+        path = %head.uri.path(),
         status = response.status().as_u16(),
         bytes = %bytes,
         cache = %cache,
         ms = started.elapsed().as_secs_f64() * 1000.0,
     );
     response
+}
+
+/// The method, URI and headers of an admin request, kept for its error response.
+fn copy_head(req: &Request<Incoming>) -> http::request::Parts {
+    let mut head = Request::new(()).into_parts().0;
+    head.method = req.method().clone();
+    head.uri = req.uri().clone();
+    head.headers = req.headers().clone();
+    head
 }
 
 /// Answers a CORS preflight: 200 with the allowed method and headers, or 403.
@@ -197,11 +184,10 @@ fn preflight(app: &App, headers: &http::HeaderMap) -> Response<ResponseBody> {
 
 async fn public(
     app: &Arc<App>,
-    req: Request<Incoming>,
+    parts: &http::request::Parts,
     peer: SocketAddr,
     started: Instant,
 ) -> Result<Response<ResponseBody>, Error> {
-    let (parts, _body) = req.into_parts();
     let host = parts
         .headers
         .get(header::HOST)
@@ -219,13 +205,19 @@ async fn public(
         peer: peer.ip(),
         now,
     })?;
-    let uri: http::Uri = match &admitted.query {
-        Some(q) => format!("{}?{q}", admitted.path),
-        None => admitted.path,
-    }
-    .parse()
-    .map_err(|_| Error::InvalidArgument("malformed request URI".into()))?;
-    let mut object = ObjectRequest::parse(&parts.method, &uri, &parts.headers, &app.chains)?;
+    let rewritten: Option<http::Uri> = match admitted {
+        None => None,
+        Some(a) => Some(
+            match &a.query {
+                Some(q) => format!("{}?{q}", a.path),
+                None => a.path,
+            }
+            .parse()
+            .map_err(|_| Error::InvalidArgument("malformed request URI".into()))?,
+        ),
+    };
+    let uri = rewritten.as_ref().unwrap_or(&parts.uri);
+    let mut object = ObjectRequest::parse(&parts.method, uri, &parts.headers, &app.chains)?;
     object.negotiate_format(app.config.auto_webp(), app.config.auto_avif());
     let served = handler::serve_object(app, &object).await?;
     handler::respond(app, &object, served, started)
@@ -255,7 +247,7 @@ async fn admin(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Respon
             json_response(
                 StatusCode::OK,
                 serde_json::json!({
-                    "RequestId": app.next_request_id(),
+                    "RequestId": app.next_request_id().as_str(),
                     "RefreshTaskId": task_id,
                     "task_id": task_id,
                     "affected": affected,
@@ -273,7 +265,7 @@ async fn admin(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Respon
             let task_id = app.next_task_id().to_string();
             json_response(
                 StatusCode::OK,
-                serde_json::json!({"RequestId": app.next_request_id(), "PushTaskId": task_id, "task_id": task_id, "results": results}),
+                serde_json::json!({"RequestId": app.next_request_id().as_str(), "PushTaskId": task_id, "task_id": task_id, "results": results}),
             )
         }
         (_, "/healthz" | "/purge" | "/prefetch" | "/metrics" | "/explain") => Err(Error::MethodNotAllowed),
@@ -334,14 +326,12 @@ fn json_response(status: StatusCode, value: serde_json::Value) -> Result<Respons
 }
 
 /// The one place an error becomes a response: status, OSS XML body, extra headers.
-fn error_response(
-    err: &Error,
-    request_id: &str,
-    host: &str,
-    path: &str,
-    head: bool,
-    accept_encoding: &str,
-) -> Response<ResponseBody> {
+fn error_response(err: &Error, request_id: &str, req: &http::request::Parts) -> Response<ResponseBody> {
+    let text = |name: header::HeaderName| req.headers.get(name).and_then(|h| h.to_str().ok()).unwrap_or("");
+    let host = text(header::HOST);
+    let accept_encoding = text(header::ACCEPT_ENCODING);
+    let head = req.method == Method::HEAD;
+    let path = req.uri.path();
     if err.is_server_side() {
         tracing::warn!(request_id, error = %err, "request failed");
     } else {

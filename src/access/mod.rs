@@ -46,7 +46,8 @@ pub struct Access {
     sites: Vec<Site>,
 }
 
-/// What the request asks for after access control: the plain raw path and query.
+/// The request's path and query as rewritten by URL authentication (signature
+/// removed). Requests that pass without a rewrite keep their URI as sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Admitted {
     /// Raw path (signature prefix removed).
@@ -100,15 +101,15 @@ impl Access {
             .or_else(|| self.sites.iter().find(|s| s.config.hosts.iter().any(|h| h == "*")))
     }
 
-    /// Runs the rules for one request.
+    /// Runs the rules for one request: `Some` with the rewritten path and query when
+    /// URL authentication stripped its parameters, `None` when the URI stands as sent.
     ///
     /// # Errors
     /// `AccessDenied` (403) for unknown hosts, IP and referer refusals; `UrlAuth`
     /// (403 with `X-Tengine-Error`) for failed URL signatures.
-    pub fn admit(&self, req: RequestParts<'_>) -> Result<Admitted, Error> {
-        let plain = Admitted { path: req.path.to_owned(), query: req.query.map(str::to_owned) };
+    pub fn admit(&self, req: RequestParts<'_>) -> Result<Option<Admitted>, Error> {
         if self.sites.is_empty() {
-            return Ok(plain);
+            return Ok(None);
         }
         let site = self.site(req.host).ok_or_else(|| Error::AccessDenied("This host is not served here.".into()))?;
         let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
@@ -123,12 +124,12 @@ impl Access {
             }
         }
         let Some(auth) = &site.config.url_auth else {
-            return Ok(plain);
+            return Ok(None);
         };
         let processing = crate::request::process_param(req.query).is_some();
         match auth.verify(req.path, req.query, req.now) {
-            Ok(v) => Ok(Admitted { path: v.path, query: v.query }),
-            Err(url_auth::AuthFailure::Missing) if auth.only_processing && !processing => Ok(plain),
+            Ok(v) => Ok(Some(Admitted { path: v.path, query: v.query })),
+            Err(url_auth::AuthFailure::Missing) if auth.only_processing && !processing => Ok(None),
             Err(e) => Err(Error::UrlAuth(e.as_str())),
         }
     }
@@ -170,6 +171,7 @@ mod tests {
         ));
         let ok = a
             .admit(parts("x", "/video/standard/test.mp4", Some("auth_key=1444435200-0-0-23bf85053008f5c0e791667a313e28ce&x-oss-process=image/info"), &h))
+            .unwrap()
             .unwrap();
         assert_eq!(ok.query.as_deref(), Some("x-oss-process=image/info"));
     }

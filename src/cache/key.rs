@@ -81,11 +81,11 @@ impl CacheKey {
     ) -> CacheKey {
         let host = normalize_host(host);
         let mut pairs: Vec<(Cow<'_, str>, Cow<'_, str>)> = Vec::new();
-        for (name, value) in query_pairs(query.unwrap_or("")) {
+        for (name, raw_value) in query_tokens(query.unwrap_or("")) {
             if name == PROCESS_PARAM || name == VARIANT_PARAM || is_auth_param(&name) || ignore.iter().any(|i| *i == name) {
                 continue;
             }
-            pairs.push((name, value));
+            pairs.push((name, decode_component(raw_value)));
         }
         if let Some(p) = process {
             pairs.push((Cow::Borrowed(PROCESS_PARAM), Cow::Borrowed(p)));
@@ -128,22 +128,27 @@ impl CacheKey {
 
 /// Lower-cases a host and drops a default port.
 pub fn normalize_host(host: &str) -> String {
-    let host = host.trim().to_ascii_lowercase();
-    match host.strip_suffix(":80") {
-        Some(h) => h.to_owned(),
-        None => host,
-    }
+    let host = host.trim();
+    let host = host.strip_suffix(":80").unwrap_or(host);
+    host.to_ascii_lowercase()
 }
 
 /// Splits a raw query into percent-decoded (name, value) pairs; empty tokens are skipped.
 pub fn query_pairs(query: &str) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
+    query_tokens(query).map(|(name, value)| (name, decode_component(value)))
+}
+
+/// [`query_pairs`] with the values left raw, for callers that skip most values
+/// (decoding a long `x-oss-process` value on every request only to drop it costs).
+pub fn query_tokens(query: &str) -> impl Iterator<Item = (Cow<'_, str>, &str)> {
     query.split('&').filter(|t| !t.is_empty()).map(|token| {
         let (n, v) = token.split_once('=').unwrap_or((token, ""));
-        (decode_component(n), decode_component(v))
+        (decode_component(n), v)
     })
 }
 
-fn decode_component(s: &str) -> Cow<'_, str> {
+/// One percent-encoded query component, `+` read as a space.
+pub fn decode_component(s: &str) -> Cow<'_, str> {
     if s.contains('+') {
         let spaced = s.replace('+', " ");
         return Cow::Owned(percent_decode_str(&spaced).decode_utf8_lossy().into_owned());

@@ -472,13 +472,23 @@ pub fn is_not_modified(
     if_none_match: Option<&str>,
     if_modified_since: Option<SystemTime>,
 ) -> bool {
+    validators_match(meta.etag.as_deref(), meta.last_modified, if_none_match, if_modified_since)
+}
+
+/// [`is_not_modified`] on the validators alone (no metadata to build).
+pub fn validators_match(
+    etag: Option<&str>,
+    last_modified: Option<SystemTime>,
+    if_none_match: Option<&str>,
+    if_modified_since: Option<SystemTime>,
+) -> bool {
     if let Some(inm) = if_none_match {
-        let Some(etag) = meta.etag.as_deref() else {
+        let Some(etag) = etag else {
             return false;
         };
         return etag_list_matches(inm, etag);
     }
-    match (if_modified_since, meta.last_modified) {
+    match (if_modified_since, last_modified) {
         (Some(since), Some(lm)) => truncate_to_secs(lm) <= truncate_to_secs(since),
         _ => false,
     }
