@@ -51,7 +51,7 @@ impl ChainMemo {
     /// # Errors
     /// As [`super::parse`].
     pub fn parse(&self, value: &str) -> Result<Arc<ParsedChain>, ProcessError> {
-        self.parse_with(value, |v| Cow::Borrowed(v))
+        self.parse_with(value, Cow::Borrowed)
     }
 
     /// [`ChainMemo::parse`] for the value as it stands in the query, still
