@@ -39,6 +39,18 @@ async fn http2_prior_knowledge_is_served() {
 }
 
 #[tokio::test]
+async fn http2_requests_key_the_cache_by_their_authority_like_http1() {
+    let s = start().await;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<http_body_util::Full<Bytes>>();
+    // HTTP/2 carries the host as :authority, with no Host header.
+    let resp = client.get(s.url("/hello.txt").parse().unwrap()).await.unwrap();
+    assert_eq!(resp.headers()["x-cache"], "MISS TCP_MISS");
+    assert_eq!(s.get("/hello.txt").await.x_cache(), "HIT TCP_MEM_HIT", "HTTP/1.1 with the same host shares the entry");
+}
+
+#[tokio::test]
 async fn xml_errors_are_compressed_images_are_not() {
     let s = start().await;
     let r = s.get_with("/a-rather-long-missing-key/with/several/segments/to/make/the/body/longer.jpg", &[("accept-encoding", "gzip")]).await;
