@@ -469,7 +469,8 @@ fn respond_entry(
     respond(status_code, headers, body)
 }
 
-const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+/// `X-Cache`: how the cache answered (also read back for stats and the access log).
+pub const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 const TIMING_ALLOW_ORIGIN: HeaderName = HeaderName::from_static("timing-allow-origin");
 const X_SWIFT_SAVETIME: HeaderName = HeaderName::from_static("x-swift-savetime");
 const X_SWIFT_CACHETIME: HeaderName = HeaderName::from_static("x-swift-cachetime");
@@ -486,7 +487,7 @@ fn respond_stream(
     let mut builder = Response::builder()
         .header(header::CONTENT_TYPE, content_type)
         .header(header::ACCEPT_RANGES, "bytes")
-        .header("X-Cache", CacheStatus::Bypass.as_str())
+        .header(X_CACHE, CacheStatus::Bypass.as_str())
         .header("Via", via(CacheStatus::Bypass, started, 200))
         .header("Timing-Allow-Origin", "*")
         .header(header::CACHE_CONTROL, "no-cache");
@@ -526,11 +527,12 @@ fn finish(builder: http::response::Builder, body: ResponseBody) -> Result<Respon
 /// `Via` entry in the CDN's format: `node[ms,status-0,H|M]`.
 fn via(status: CacheStatus, started: Instant, code: u16) -> HeaderValue {
     let ms = started.elapsed().as_millis();
-    let hm = if status.is_hit() { 'H' } else { 'M' };
-    if ms == 0 && code == 200 && hm == 'H' {
+    let hit = status.is_hit();
+    if hit && ms == 0 && code == 200 {
         // Nearly every memory hit: the one value worth not formatting per request.
         return HeaderValue::from_static(concat!("imgedge/", env!("CARGO_PKG_VERSION"), "[0,200-0,H]"));
     }
+    let hm = if hit { 'H' } else { 'M' };
     HeaderValue::from_str(&format!("imgedge/{}[{ms},{code}-0,{hm}]", env!("CARGO_PKG_VERSION")))
         .unwrap_or_else(|_| HeaderValue::from_static("imgedge"))
 }

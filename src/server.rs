@@ -141,9 +141,9 @@ async fn handle(app: Arc<App>, which: Listener, peer: SocketAddr, req: Request<I
     for (name, value) in cors {
         response.headers_mut().append(name, value);
     }
-    let header_str = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok());
-    let cache = header_str("x-cache").unwrap_or("-");
-    let bytes = header_str(header::CONTENT_LENGTH.as_str()).unwrap_or("-");
+    let header_str = |name: header::HeaderName| response.headers().get(name).and_then(|v| v.to_str().ok());
+    let cache = header_str(handler::X_CACHE).unwrap_or("-");
+    let bytes = header_str(header::CONTENT_LENGTH).unwrap_or("-");
     app.stats.record_request(response.status().as_u16(), cache, bytes.parse().unwrap_or(0));
     // The query is left out of the log on purpose: it may carry signatures and tokens.
     tracing::info!(
