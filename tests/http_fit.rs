@@ -27,12 +27,17 @@ async fn cors_headers_and_preflight() {
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 }
 
+/// A client that speaks HTTP/2 with prior knowledge (no upgrade, no Host header).
+fn h2_client() -> hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, http_body_util::Full<Bytes>> {
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http()
+}
+
 #[tokio::test]
 async fn http2_prior_knowledge_is_served() {
     let s = start().await;
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .http2_only(true)
-        .build_http::<http_body_util::Full<Bytes>>();
+    let client = h2_client();
     let resp = client.get(s.url("/hello.txt").parse().unwrap()).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.version(), http::Version::HTTP_2);
@@ -41,9 +46,7 @@ async fn http2_prior_knowledge_is_served() {
 #[tokio::test]
 async fn http2_requests_key_the_cache_by_their_authority_like_http1() {
     let s = start().await;
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .http2_only(true)
-        .build_http::<http_body_util::Full<Bytes>>();
+    let client = h2_client();
     // HTTP/2 carries the host as :authority, with no Host header.
     let resp = client.get(s.url("/hello.txt").parse().unwrap()).await.unwrap();
     assert_eq!(resp.headers()["x-cache"], "MISS TCP_MISS");
