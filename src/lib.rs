@@ -17,6 +17,7 @@ pub mod encoding;
 pub mod error;
 pub mod explain;
 pub mod handler;
+pub mod memory;
 pub mod origin;
 pub mod process;
 pub mod purge;

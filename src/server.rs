@@ -50,6 +50,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     app.set_default_host(public.local_addr()?.to_string());
+    crate::memory::start_returning();
     let graceful = GracefulShutdown::new();
     let builder = connection_builder(&app.config.http);
     tokio::pin!(shutdown);

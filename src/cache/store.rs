@@ -58,6 +58,7 @@ impl Store {
             .weigher(|_k: &[u8; 16], v: &Stored| v.entry.weight())
             .eviction_policy(EvictionPolicy::lru())
             .eviction_listener(move |k: Arc<[u8; 16]>, v: Stored, cause| {
+                crate::memory::note_freed();
                 if cause == RemovalCause::Replaced {
                     return;
                 }

@@ -12,8 +12,8 @@
 //! The cache gives way to large decodes: before a decode that needs more working memory
 //! than is free under its capacity (a 16 MP progressive JPEG holds a 48 MB coefficient
 //! buffer), entries are dropped, so cached pixels plus the decode in progress stay
-//! within the one budget. (How much of that the allocator returns to the kernel is
-//! glibc's choice: the peer run's peak RSS did not move measurably.)
+//! within the one budget. (The allocator returns the decode's freed memory to the
+//! kernel once decoding goes quiet: see `crate::memory`.)
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

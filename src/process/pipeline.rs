@@ -228,7 +228,9 @@ pub(crate) fn run(src: &[u8], p: &Pipeline, ctx: &RunContext<'_>) -> Result<Outp
     predict_dims(p, oriented, never_enlarge, limits)?;
 
     let decode_oriented = || -> Result<Picture, ProcessError> {
-        let mut pic = codec::decode(src, &probe, scale, keep_frames, limits)?;
+        let decoded = codec::decode(src, &probe, scale, keep_frames, limits);
+        crate::memory::note_decode();
+        let mut pic = decoded?;
         if orientation != 1 {
             if let Some(o) = Orientation::from_exif(orientation) {
                 for f in &mut pic.frames {
