@@ -177,9 +177,14 @@ pub fn normalize_path(raw: &str) -> Result<String, Error> {
     if encoded_slash {
         return Err(Error::InvalidKey("encoded slash"));
     }
-    let decoded = percent_decode_str(raw)
-        .decode_utf8()
-        .map_err(|_| Error::InvalidKey("not UTF-8"))?;
+    // Most paths carry no escapes: validate them as they stand.
+    let decoded = if raw.contains('%') {
+        percent_decode_str(raw)
+            .decode_utf8()
+            .map_err(|_| Error::InvalidKey("not UTF-8"))?
+    } else {
+        std::borrow::Cow::Borrowed(raw)
+    };
     if decoded.contains('\0') {
         return Err(Error::InvalidKey("NUL byte"));
     }

@@ -100,10 +100,10 @@ impl CacheKey {
         url.push_str(path);
         for (i, (name, value)) in pairs.iter().enumerate() {
             url.push(if i == 0 { '?' } else { '&' });
-            url.extend(utf8_percent_encode(name, QUERY_ESCAPE));
+            push_escaped(&mut url, name);
             if !value.is_empty() {
                 url.push('=');
-                url.extend(utf8_percent_encode(value, QUERY_ESCAPE));
+                push_escaped(&mut url, value);
             }
         }
         let hash = xxhash_rust::xxh3::xxh3_128(url.as_bytes()).to_le_bytes();
@@ -123,6 +123,17 @@ impl CacheKey {
             Some(i) => pq.get(..i.saturating_sub(1)).unwrap_or(pq),
             None => pq,
         }
+    }
+}
+
+/// Appends a query component with [`QUERY_ESCAPE`] applied; most need no escaping
+/// (a canonical `x-oss-process` value never does), so check before encoding.
+fn push_escaped(url: &mut String, component: &str) {
+    let plain = |b: &u8| b.is_ascii_alphanumeric() || b"-_.~/,".contains(b);
+    if component.as_bytes().iter().all(plain) {
+        url.push_str(component);
+    } else {
+        url.extend(utf8_percent_encode(component, QUERY_ESCAPE));
     }
 }
 
@@ -149,6 +160,9 @@ pub fn query_tokens(query: &str) -> impl Iterator<Item = (Cow<'_, str>, &str)> {
 
 /// One percent-encoded query component, `+` read as a space.
 pub fn decode_component(s: &str) -> Cow<'_, str> {
+    if !s.as_bytes().iter().any(|&b| b == b'%' || b == b'+') {
+        return Cow::Borrowed(s);
+    }
     if s.contains('+') {
         let spaced = s.replace('+', " ");
         return Cow::Owned(percent_decode_str(&spaced).decode_utf8_lossy().into_owned());
@@ -162,6 +176,17 @@ mod tests {
 
     fn key(q: Option<&str>, p: Option<&str>) -> CacheKey {
         CacheKey::new("Example.COM", "/a.jpg", q, p, None, &[])
+    }
+
+    #[test]
+    fn the_unescaped_shortcut_matches_the_encoder() {
+        for component in ["image/resize,w_400/quality,q_80", "a b", "é", "a&b=c", "x%2Fy", "~-_.", "a+b", ""] {
+            let mut url = String::new();
+            push_escaped(&mut url, component);
+            assert_eq!(url, utf8_percent_encode(component, QUERY_ESCAPE).to_string(), "{component}");
+        }
+        assert_eq!(decode_component("plain,value/x_1"), Cow::Borrowed("plain,value/x_1"));
+        assert_eq!(decode_component("a%20b+c"), "a b c");
     }
 
     #[test]
