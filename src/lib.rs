@@ -7,7 +7,8 @@
 //! (fetch the original) → [`process`] (decode → ops → encode on the bounded CPU
 //! pool in [`workers`]) → [`handler`] (response headers, range slicing). Errors from
 //! every step are one [`error::Error`], turned into a status and an OSS XML body
-//! in one place. The admin listener serves [`purge`], prefetch and health.
+//! in one place. The admin listener serves [`purge`], prefetch and health; [`memory`]
+//! returns what decodes freed to the kernel once decoding goes quiet.
 
 pub mod access;
 pub mod cache;
