@@ -70,6 +70,16 @@ pub async fn serve_object(app: &Arc<App>, req: &ObjectRequest) -> Result<Served,
             return Ok(Served::Entry(entry, CacheStatus::Hit));
         }
     }
+    // A fresh hit never waits; all that can (the lock, a fill, another request's fill)
+    // runs under the request deadline, whose timer a hit then does not pay for.
+    match tokio::time::timeout(app.config.request_timeout(), lock_and_fill(app, req, key)).await {
+        Ok(served) => served,
+        Err(_) => Err(Error::Timeout),
+    }
+}
+
+/// The miss path: single-flight lock, then a fill or a wait for another request's.
+async fn lock_and_fill(app: &Arc<App>, req: &ObjectRequest, key: CacheKey) -> Result<Served, Error> {
     // One retry of the lock covers a writer that vanished (client went away).
     for _ in 0..2 {
         match app.cache.lock(&key) {

@@ -121,18 +121,19 @@ async fn handle(app: Arc<App>, which: Listener, peer: SocketAddr, req: Request<I
     // The request head outlives the handler: errors and the access log read it. The
     // public side only needs the head (GET/HEAD); the admin side reads its body, so it
     // keeps a copy of the head instead (admin calls are rare).
+    // The public side's deadline is set where it can wait (`handler::serve_object`).
     let (result, head) = match which {
         Listener::Public => {
             let (head, _body) = req.into_parts();
-            let result = tokio::time::timeout(app.config.request_timeout(), public(&app, &head, peer, started)).await;
-            (result, head)
+            (public(&app, &head, peer, started).await, head)
         }
         Listener::Admin => {
             let head = copy_head(&req);
-            (tokio::time::timeout(app.config.request_timeout(), admin(&app, req)).await, head)
+            let result = tokio::time::timeout(app.config.request_timeout(), admin(&app, req)).await;
+            (result.unwrap_or(Err(Error::Timeout)), head)
         }
     };
-    let mut response = match result.unwrap_or(Err(Error::Timeout)) {
+    let mut response = match result {
         Ok(r) => r,
         Err(e) => error_response(&e, request_id.as_str(), &head),
     };

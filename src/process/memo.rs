@@ -2,7 +2,8 @@
 //! canonicalising the chain it names (a hot URL repeats the same value).
 
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
 use super::{Limits, Pipeline, ProcessError, Styles};
 
@@ -25,15 +26,22 @@ impl ParsedChain {
 
 /// The memo: bounded by entry count; errors are not kept (they are cheap to redo and
 /// would let junk URLs evict good chains).
+///
+/// A plain map behind a read-write lock, emptied when full, rather than an LRU cache:
+/// every cache hit reads it, and a miss here only costs a parse, so the bookkeeping an
+/// LRU does on each read (moka: a read log, a clock read, periodic maintenance on the
+/// reading thread) is not worth it. A chain in use is back after one parse.
 pub struct ChainMemo {
-    parsed: moka::sync::Cache<String, Arc<ParsedChain>>,
+    parsed: RwLock<HashMap<Box<str>, Arc<ParsedChain>>>,
+    capacity: usize,
     styles: Styles,
     limits: Limits,
 }
 
 impl std::fmt::Debug for ChainMemo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChainMemo").field("entries", &self.parsed.entry_count()).finish()
+        let entries = self.parsed.read().map_or(0, |m| m.len());
+        f.debug_struct("ChainMemo").field("entries", &entries).finish()
     }
 }
 
@@ -43,7 +51,8 @@ const MAX_MEMO_VALUE: usize = 512;
 impl ChainMemo {
     /// A memo for chains parsed with these styles and limits.
     pub fn new(styles: Styles, limits: Limits, capacity: u64) -> Self {
-        ChainMemo { parsed: moka::sync::Cache::new(capacity), styles, limits }
+        let capacity = usize::try_from(capacity).unwrap_or(usize::MAX).max(1);
+        ChainMemo { parsed: RwLock::default(), capacity, styles, limits }
     }
 
     /// Parses `value` (percent-decoded once), or returns the earlier parse.
@@ -69,12 +78,17 @@ impl ChainMemo {
         key: &'a str,
         decode: impl FnOnce(&'a str) -> Cow<'a, str>,
     ) -> Result<Arc<ParsedChain>, ProcessError> {
-        if let Some(hit) = self.parsed.get(key) {
-            return Ok(hit);
+        // A poisoned lock only means a panic elsewhere mid-insert; the map is still whole.
+        if let Some(hit) = self.parsed.read().unwrap_or_else(|p| p.into_inner()).get(key) {
+            return Ok(Arc::clone(hit));
         }
         let parsed = Arc::new(ParsedChain::new(super::parse(&decode(key), &self.styles, &self.limits)?));
         if key.len() <= MAX_MEMO_VALUE {
-            self.parsed.insert(key.to_owned(), Arc::clone(&parsed));
+            let mut map = self.parsed.write().unwrap_or_else(|p| p.into_inner());
+            if map.len() >= self.capacity {
+                map.clear();
+            }
+            map.insert(key.into(), Arc::clone(&parsed));
         }
         Ok(parsed)
     }
@@ -106,5 +120,17 @@ mod tests {
         assert_eq!(first.pipeline, memo.parse("image/resize,m_fill,w_200,h_100").unwrap().pipeline);
         assert!(Arc::ptr_eq(&first, &memo.parse_encoded(encoded).unwrap()), "the encoded spelling is memoised");
         assert!(memo.parse_encoded("image%2Fresize%2Cw_0").is_err());
+    }
+
+    #[test]
+    fn bounded_by_entry_count() {
+        let memo = ChainMemo::new(Styles::new(), Limits::default(), 4);
+        for w in 1..=50 {
+            memo.parse(&format!("image/resize,w_{w}")).unwrap();
+            assert!(memo.parsed.read().unwrap().len() <= 4);
+        }
+        let value = "image/resize,w_7";
+        let first = memo.parse(value).unwrap();
+        assert!(Arc::ptr_eq(&first, &memo.parse(value).unwrap()), "a chain in use is memoised again");
     }
 }
