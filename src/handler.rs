@@ -208,7 +208,7 @@ async fn fill(
         status = CacheStatus::RefreshMiss;
         if stale.origin_etag != object.meta.etag {
             // The original changed: every rendition of it is outdated.
-            app.cache.remove_variants(&key.host, &key.path);
+            app.cache.remove_variants(key.host(), key.path());
             purged_at = Some(app.cache.epoch());
         }
     }

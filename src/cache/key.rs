@@ -58,12 +58,11 @@ const QUERY_ESCAPE: &AsciiSet = &NON_ALPHANUMERIC
 pub struct CacheKey {
     /// Stable 128-bit hash of `url`.
     pub hash: [u8; 16],
-    /// Lower-case host (with port when not default).
-    pub host: String,
-    /// Object path with its leading `/` (the "primary": all variants share it).
-    pub path: String,
     /// Canonical `host/path[?query]`.
     pub url: String,
+    /// Where the host and the path end in `url` (one allocation per key, not three).
+    host_end: usize,
+    path_end: usize,
 }
 
 impl CacheKey {
@@ -79,7 +78,6 @@ impl CacheKey {
         variant: Option<&str>,
         ignore: &[String],
     ) -> CacheKey {
-        let host = normalize_host(host);
         let mut pairs: Vec<(Cow<'_, str>, Cow<'_, str>)> = Vec::new();
         for (name, raw_value) in query_tokens(query.unwrap_or("")) {
             if name == PROCESS_PARAM || name == VARIANT_PARAM || is_auth_param(&name) || ignore.iter().any(|i| *i == name) {
@@ -96,8 +94,10 @@ impl CacheKey {
         }
         pairs.sort();
         let mut url = String::with_capacity(host.len() + path.len() + 64);
-        url.push_str(&host);
+        push_normalized_host(&mut url, host);
+        let host_end = url.len();
         url.push_str(path);
+        let path_end = url.len();
         for (i, (name, value)) in pairs.iter().enumerate() {
             url.push(if i == 0 { '?' } else { '&' });
             push_escaped(&mut url, name);
@@ -107,12 +107,22 @@ impl CacheKey {
             }
         }
         let hash = xxhash_rust::xxh3::xxh3_128(url.as_bytes()).to_le_bytes();
-        CacheKey { hash, host, path: path.to_owned(), url }
+        CacheKey { hash, url, host_end, path_end }
+    }
+
+    /// Lower-case host (with port when not default).
+    pub fn host(&self) -> &str {
+        self.url.get(..self.host_end).unwrap_or_default()
+    }
+
+    /// Object path with its leading `/` (the "primary": all variants share it).
+    pub fn path(&self) -> &str {
+        self.url.get(self.host_end..self.path_end).unwrap_or_default()
     }
 
     /// The canonical URL without its host: `path[?query]`.
     pub fn path_and_query(&self) -> &str {
-        self.url.get(self.host.len()..).unwrap_or(&self.url)
+        self.url.get(self.host_end..).unwrap_or(&self.url)
     }
 
     /// `path_and_query` without the auto-format variant: every negotiated variant of
@@ -139,9 +149,16 @@ fn push_escaped(url: &mut String, component: &str) {
 
 /// Lower-cases a host and drops a default port.
 pub fn normalize_host(host: &str) -> String {
+    let mut out = String::with_capacity(host.len());
+    push_normalized_host(&mut out, host);
+    out
+}
+
+/// [`normalize_host`] appended to `out`.
+fn push_normalized_host(out: &mut String, host: &str) {
     let host = host.trim();
     let host = host.strip_suffix(":80").unwrap_or(host);
-    host.to_ascii_lowercase()
+    out.extend(host.chars().map(|c| c.to_ascii_lowercase()));
 }
 
 /// Splits a raw query into percent-decoded (name, value) pairs; empty tokens are skipped.

@@ -98,13 +98,13 @@ pub enum PurgeTarget {
 impl PurgeTarget {
     /// True if this target covers `key`.
     pub fn matches(&self, key: &CacheKey) -> bool {
-        let host_ok = |h: &Option<String>| h.as_deref().is_none_or(|h| h == key.host);
+        let host_ok = |h: &Option<String>| h.as_deref().is_none_or(|h| h == key.host());
         match self {
             PurgeTarget::Url { host, key: k } => {
                 host_ok(host) && k.url_without_variant() == key.url_without_variant()
             }
-            PurgeTarget::Path { host, path } => host_ok(host) && key.path == *path,
-            PurgeTarget::Directory { host, prefix } => host_ok(host) && key.path.starts_with(prefix.as_str()),
+            PurgeTarget::Path { host, path } => host_ok(host) && key.path() == *path,
+            PurgeTarget::Directory { host, prefix } => host_ok(host) && key.path().starts_with(prefix.as_str()),
             PurgeTarget::Regex(re) => re.is_match(&key.url),
         }
     }
@@ -174,7 +174,7 @@ impl Cache {
     /// the next request revalidates. Returns the number of entries affected.
     pub fn purge(&self, target: PurgeTarget, force: bool) -> usize {
         let keys: Vec<CacheKey> = match &target {
-            PurgeTarget::Url { key, .. } => self.store.keys_at_path(&key.path),
+            PurgeTarget::Url { key, .. } => self.store.keys_at_path(key.path()),
             PurgeTarget::Path { path, .. } => self.store.keys_at_path(path),
             PurgeTarget::Directory { prefix, .. } => self.store.keys_under(prefix),
             PurgeTarget::Regex(_) => self.store.all_keys(),

@@ -66,7 +66,7 @@ impl Store {
                     listener_evictions.fetch_add(1, Ordering::Relaxed);
                 }
                 let mut index = listener_index.lock().unwrap_or_else(|p| p.into_inner());
-                unindex(&mut index, &v.entry.key.path, &k, v.generation);
+                unindex(&mut index, v.entry.key.path(), &k, v.generation);
             })
             .build();
         Store { cache, index, generation: AtomicU64::new(1), evictions }
@@ -84,7 +84,7 @@ impl Store {
         {
             let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());
             index
-                .entry(key.path.clone())
+                .entry(key.path().to_owned())
                 .or_default()
                 .insert(key.hash, Indexed { generation, key: key.clone() });
         }
