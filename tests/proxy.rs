@@ -241,15 +241,16 @@ async fn fifty_concurrent_misses_cause_one_origin_read() {
             (r.status, r.body.len(), r.x_cache().to_owned())
         }));
     }
-    let mut coalesced = 0;
     for t in tasks {
         let (status, len, cache) = t.await.unwrap();
         assert_eq!(status, StatusCode::OK);
         assert_eq!(len, 8 << 20);
-        coalesced += usize::from(cache == "HIT TCP_COALESCED_HIT");
+        assert!(cache.starts_with("HIT") || cache.starts_with("MISS"), "{cache}");
     }
+    // Whether a given request waited on the fill or came after it depends on how fast
+    // the folder answers against how loaded the machine is; that requests do wait is
+    // `remote::fifty_concurrent_misses_on_a_slow_origin_make_one_request`.
     assert_eq!(s.app.stats.origin_fetches(), 1);
-    assert!(coalesced > 0, "some requests must have waited on the fill");
 }
 
 // --- 6. large objects stream through ---
