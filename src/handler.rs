@@ -498,8 +498,8 @@ fn respond_stream(
         .header(header::CONTENT_TYPE, content_type)
         .header(header::ACCEPT_RANGES, "bytes")
         .header(X_CACHE, CacheStatus::Bypass.as_str())
-        .header("Via", via(CacheStatus::Bypass, started, 200))
-        .header("Timing-Allow-Origin", "*")
+        .header(header::VIA, via(CacheStatus::Bypass, started, 200))
+        .header(TIMING_ALLOW_ORIGIN, "*")
         .header(header::CACHE_CONTROL, "no-cache");
     if let Some(etag) = &meta.etag {
         builder = builder.header(header::ETAG, etag);

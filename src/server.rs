@@ -119,9 +119,9 @@ async fn handle(app: Arc<App>, which: Listener, peer: SocketAddr, req: Request<I
         return preflight(&app, req.headers());
     }
     // The request head outlives the handler: errors and the access log read it. The
-    // public side only needs the head (GET/HEAD); the admin side reads its body, so it
-    // keeps a copy of the head instead (admin calls are rare).
-    // The public side's deadline is set where it can wait (`handler::serve_object`).
+    // public side only needs the head (GET/HEAD), and sets its deadline where it can
+    // wait (`handler::serve_object`); the admin side reads its body, so it keeps a copy
+    // of the head instead (admin calls are rare).
     let (result, head) = match which {
         Listener::Public => {
             let (head, _body) = req.into_parts();
