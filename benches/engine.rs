@@ -8,8 +8,8 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
 use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
 use imgedge::process::{self, stages, DecodedCache, Limits, RunContext, Styles};
 
 fn corpus(rel: &str) -> Vec<u8> {
@@ -145,9 +145,7 @@ fn srcset(c: &mut Criterion) {
     let limits = Limits::default();
     let chains: Vec<_> = [160, 320, 480, 640]
         .iter()
-        .flat_map(|w| {
-            ["jpg", "webp"].map(|f| format!("image/resize,m_lfit,w_{w},h_{w}/format,{f}/quality,Q_80"))
-        })
+        .flat_map(|w| ["jpg", "webp"].map(|f| format!("image/resize,m_lfit,w_{w},h_{w}/format,{f}/quality,Q_80")))
         .map(|chain| process::parse(&chain, &Styles::new(), &limits).unwrap())
         .collect();
     let mut g = c.benchmark_group("srcset_16mp_8_variants");

@@ -24,8 +24,15 @@ fn bench(c: &mut Criterion) {
     let src = source_jpeg();
     let text = "aW1nZWRnZSDlm77niYfmsLTljbA"; // "imgedge 图片水印"
     let base = process::parse("image/resize,w_1000", &styles, &limits).expect("chain");
-    let wm = process::parse(&format!("image/resize,w_1000/watermark,text_{text},size_40,color_FFFFFF,shadow_50,g_se"), &styles, &limits).expect("chain");
-    let fill = process::parse(&format!("image/resize,w_1000/watermark,text_{text},size_24,fill_1,t_40"), &styles, &limits).expect("chain");
+    let wm = process::parse(
+        &format!("image/resize,w_1000/watermark,text_{text},size_40,color_FFFFFF,shadow_50,g_se"),
+        &styles,
+        &limits,
+    )
+    .expect("chain");
+    let fill =
+        process::parse(&format!("image/resize,w_1000/watermark,text_{text},size_24,fill_1,t_40"), &styles, &limits)
+            .expect("chain");
     let ctx = RunContext { fonts: Some(&fonts), ..RunContext::new(&limits) };
     let mut g = c.benchmark_group("watermark");
     g.sample_size(20);

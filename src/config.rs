@@ -176,13 +176,10 @@ impl TtlRule {
             "path" => TtlRuleKind::Path,
             other => return Err(format!("--ttl-rule: unknown kind {other:?} (ext, dir, path)")),
         };
-        let ttl_secs = parts[2]
-            .parse()
-            .map_err(|_| format!("--ttl-rule {spec:?}: TTL {:?} is not seconds", parts[2]))?;
+        let ttl_secs =
+            parts[2].parse().map_err(|_| format!("--ttl-rule {spec:?}: TTL {:?} is not seconds", parts[2]))?;
         let weight = match parts.get(3) {
-            Some(w) => w
-                .parse()
-                .map_err(|_| format!("--ttl-rule {spec:?}: weight {w:?} is not 1..99"))?,
+            Some(w) => w.parse().map_err(|_| format!("--ttl-rule {spec:?}: weight {w:?} is not 1..99"))?,
             None => default_weight(),
         };
         Ok(TtlRule { kind, value: parts[1].to_owned(), ttl_secs, weight, prefer_origin: false })
@@ -509,7 +506,8 @@ mod tests {
 
     #[test]
     fn credentials_never_show_in_debug_output() {
-        let c: Config = toml::from_str("[credentials]\naccess_key_id = \"LTAIid\"\naccess_key_secret = \"topsecret\"\n").unwrap();
+        let c: Config =
+            toml::from_str("[credentials]\naccess_key_id = \"LTAIid\"\naccess_key_secret = \"topsecret\"\n").unwrap();
         let text = format!("{c:?}");
         assert!(!text.contains("topsecret") && !text.contains("LTAIid"), "{text}");
         assert!(c.credentials.to_origin_credentials().is_some());

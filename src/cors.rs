@@ -67,10 +67,7 @@ impl CorsConfig {
         if !matches!(method, Some(Method::GET | Method::HEAD)) {
             return None;
         }
-        let asked = request
-            .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("");
+        let asked = request.get(header::ACCESS_CONTROL_REQUEST_HEADERS).and_then(|h| h.to_str().ok()).unwrap_or("");
         let any = self.allowed_headers.iter().any(|h| h == "*");
         let all_allowed = asked
             .split(',')
@@ -126,10 +123,24 @@ mod tests {
 
     #[test]
     fn preflight_checks_method_and_headers() {
-        let c = CorsConfig { allowed_origins: vec!["*".into()], allowed_headers: vec!["range".into()], ..CorsConfig::default() };
-        let ok = c.preflight(&headers(&[("origin", "https://x"), ("access-control-request-method", "GET"), ("access-control-request-headers", "Range")]));
+        let c = CorsConfig {
+            allowed_origins: vec!["*".into()],
+            allowed_headers: vec!["range".into()],
+            ..CorsConfig::default()
+        };
+        let ok = c.preflight(&headers(&[
+            ("origin", "https://x"),
+            ("access-control-request-method", "GET"),
+            ("access-control-request-headers", "Range"),
+        ]));
         assert!(ok.is_some());
         assert!(c.preflight(&headers(&[("origin", "https://x"), ("access-control-request-method", "PUT")])).is_none());
-        assert!(c.preflight(&headers(&[("origin", "https://x"), ("access-control-request-method", "GET"), ("access-control-request-headers", "x-secret")])).is_none());
+        assert!(c
+            .preflight(&headers(&[
+                ("origin", "https://x"),
+                ("access-control-request-method", "GET"),
+                ("access-control-request-headers", "x-secret")
+            ]))
+            .is_none());
     }
 }

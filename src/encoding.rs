@@ -55,7 +55,8 @@ pub fn compress(body: &[u8], coding: Coding) -> Option<Bytes> {
     }
     let out = match coding {
         Coding::Gzip => {
-            let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 2), flate2::Compression::fast());
+            let mut enc =
+                flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 2), flate2::Compression::fast());
             enc.write_all(body).ok()?;
             enc.finish().ok()?
         }

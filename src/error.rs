@@ -83,18 +83,14 @@ impl Error {
     /// HTTP status for this error.
     pub fn status(&self) -> StatusCode {
         match self {
-            Error::InvalidKey(_) | Error::InvalidArgument(_) | Error::BadRequest(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            Error::InvalidKey(_) | Error::InvalidArgument(_) | Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Error::InvalidPurge(..) => StatusCode::BAD_REQUEST,
             Error::InvalidRange { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Error::Unauthorized => StatusCode::UNAUTHORIZED,
             Error::AccessDenied(_) | Error::UrlAuth(_) => StatusCode::FORBIDDEN,
             Error::NotFound => StatusCode::NOT_FOUND,
-            Error::Process(e) => {
-                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST)
-            }
+            Error::Process(e) => StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST),
             Error::Origin(e) => match e {
                 OriginError::NotFound => StatusCode::NOT_FOUND,
                 OriginError::Denied => StatusCode::FORBIDDEN,
@@ -158,19 +154,13 @@ impl Error {
             Error::Origin(e) => match e {
                 OriginError::NotFound => "The specified key does not exist.".into(),
                 OriginError::Denied => "Access to the object was denied by the origin.".into(),
-                OriginError::AuthFailed => {
-                    "The origin rejected the proxy's credentials.".into()
-                }
-                OriginError::ArchivedObject => {
-                    "The object is archived and has not been restored.".into()
-                }
+                OriginError::AuthFailed => "The origin rejected the proxy's credentials.".into(),
+                OriginError::ArchivedObject => "The object is archived and has not been restored.".into(),
                 OriginError::TooLarge { limit } => {
                     format!("The object is larger than the configured limit of {limit} bytes.")
                 }
                 OriginError::Timeout => "The origin did not answer in time.".into(),
-                OriginError::Upstream(_) | OriginError::Io(_) => {
-                    "The origin failed to serve the object.".into()
-                }
+                OriginError::Upstream(_) | OriginError::Io(_) => "The origin failed to serve the object.".into(),
                 OriginError::Config(_) => "Internal error.".into(),
             },
             Error::Overloaded => "The server is busy; retry later.".into(),
@@ -209,11 +199,7 @@ impl Error {
         }
         if let Some(ec) = self.ec() {
             push_elem(&mut xml, "EC", ec);
-            push_elem(
-                &mut xml,
-                "RecommendDoc",
-                &format!("https://api.aliyun.com/troubleshoot?q={ec}"),
-            );
+            push_elem(&mut xml, "RecommendDoc", &format!("https://api.aliyun.com/troubleshoot?q={ec}"));
         }
         xml.push_str("</Error>\n");
         xml

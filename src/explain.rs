@@ -46,7 +46,14 @@ pub async fn explain(app: &Arc<App>, query: Option<&str>, headers: &HeaderMap) -
     let mut req = ObjectRequest::parse(&Method::GET, &uri, &request_headers, &app.chains)?;
     req.negotiate_format(app.config.auto_webp(), app.config.auto_avif());
     let canonical = req.canonical_chain().map(str::to_owned);
-    let key = CacheKey::new(&req.host, &req.path, req.query.as_deref(), canonical.as_deref(), req.format_class, &app.config.cache.ignore_params);
+    let key = CacheKey::new(
+        &req.host,
+        &req.path,
+        req.query.as_deref(),
+        canonical.as_deref(),
+        req.format_class,
+        &app.config.cache.ignore_params,
+    );
     let now = SystemTime::now();
     let cache = match app.cache.get(&key) {
         Some(e) => json!({
@@ -76,7 +83,9 @@ async fn fresh_run(app: &Arc<App>, req: &ObjectRequest) -> Value {
     let bytes = match app.origin.fetch(&fetch).await {
         Ok(Fetched::Object(o)) => match o.body {
             Body::Full(b) => b,
-            Body::Stream { .. } => return json!({"error": Error::from(OriginError::TooLarge { limit: app.limits.max_source_bytes }).code()}),
+            Body::Stream { .. } => {
+                return json!({"error": Error::from(OriginError::TooLarge { limit: app.limits.max_source_bytes }).code()})
+            }
         },
         Ok(Fetched::NotModified(_)) => return json!({"error": "unexpected 304"}),
         Err(e) => return json!({"error": Error::from(e).code()}),

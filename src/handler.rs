@@ -47,7 +47,12 @@ pub enum Served {
 enum Filled {
     /// `purged_at`: the epoch after this fill's own purge of outdated variants, so
     /// that purge does not veto the fill's insert.
-    Entry { entry: Arc<Entry>, status: CacheStatus, cacheable: bool, purged_at: Option<u64> },
+    Entry {
+        entry: Arc<Entry>,
+        status: CacheStatus,
+        cacheable: bool,
+        purged_at: Option<u64>,
+    },
     Stream(Served),
 }
 
@@ -142,12 +147,7 @@ fn serves_stale_on(app: &App, stale: &Entry, err: &Error) -> bool {
 }
 
 /// Fetches (or revalidates) and, for processed variants, processes.
-async fn fill(
-    app: &Arc<App>,
-    req: &ObjectRequest,
-    key: &CacheKey,
-    stale: Option<&Entry>,
-) -> Result<Filled, Error> {
+async fn fill(app: &Arc<App>, req: &ObjectRequest, key: &CacheKey, stale: Option<&Entry>) -> Result<Filled, Error> {
     let processing = req.chain.is_some();
     let fetch = FetchRequest {
         key: req.key(),
@@ -266,7 +266,11 @@ async fn fill(
 ///
 /// # Errors
 /// Watermark fetch failures, overload, deadline and processing errors.
-pub async fn process_source(app: &Arc<App>, pipeline: &process::Pipeline, bytes: Bytes) -> Result<process::Output, Error> {
+pub async fn process_source(
+    app: &Arc<App>,
+    pipeline: &process::Pipeline,
+    bytes: Bytes,
+) -> Result<process::Output, Error> {
     let overlays = fetch_watermarks(app, pipeline).await?;
     let pipeline = pipeline.clone();
     let limits = app.limits.clone();
@@ -529,9 +533,7 @@ fn respond_stream(
 }
 
 fn finish(builder: http::response::Builder, body: ResponseBody) -> Result<Response<ResponseBody>, Error> {
-    builder
-        .body(body)
-        .map_err(|e| Error::Internal(format!("response build: {e}")))
+    builder.body(body).map_err(|e| Error::Internal(format!("response build: {e}")))
 }
 
 /// `Via` entry in the CDN's format: `node[ms,status-0,H|M]`.

@@ -85,10 +85,9 @@ impl App {
         let limits = config.limits.to_limits();
         let decoded = process::DecodedCache::new(config.cache.decoded_size);
         let chains = process::ChainMemo::new(config.styles.clone(), limits.clone(), CHAIN_MEMO_ENTRIES);
-        let request_seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64)
-            ^ u64::from(std::process::id());
+        let request_seed =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+                ^ u64::from(std::process::id());
         // validate() already compiled the sites once, so this cannot fail here.
         let access = access::Access::new(&config.sites).unwrap_or_default();
         App {

@@ -67,10 +67,9 @@ fn load_config(cli: Cli) -> anyhow::Result<(Config, bool)> {
     let check_only = cli.check_config;
     let mut config = match &cli.config {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading config file {}", path.display()))?;
-            toml::from_str::<Config>(&text)
-                .with_context(|| format!("config file {}", path.display()))?
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
+            toml::from_str::<Config>(&text).with_context(|| format!("config file {}", path.display()))?
         }
         None => Config::default(),
     };
@@ -165,10 +164,7 @@ fn main() -> anyhow::Result<()> {
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
-    let credentials = config
-        .credentials
-        .to_origin_credentials()
-        .unwrap_or_else(OriginCredentials::from_env);
+    let credentials = config.credentials.to_origin_credentials().unwrap_or_else(OriginCredentials::from_env);
     let origin = Origin::from_spec_with(&config.origin, &credentials, &config.origin_client.to_origin_config())
         .context("--origin")?;
     // Fonts load once; a missing or broken file stops start-up here, not a request.
@@ -179,10 +175,7 @@ fn main() -> anyhow::Result<()> {
         println!("configuration OK: origin {}", origin.describe());
         return Ok(());
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(async move {
         let public = tokio::net::TcpListener::bind(config.listen)
             .await

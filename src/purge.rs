@@ -101,7 +101,11 @@ pub fn authorize(app: &App, headers: &HeaderMap) -> Result<(), Error> {
 }
 
 /// Raw purge input: kind, paths, force.
-fn read_purge_input(content_type: &str, body: &[u8], query: Option<&str>) -> Result<(PurgeKind, Vec<String>, bool), Error> {
+fn read_purge_input(
+    content_type: &str,
+    body: &[u8],
+    query: Option<&str>,
+) -> Result<(PurgeKind, Vec<String>, bool), Error> {
     if content_type.starts_with("application/json") {
         let p: JsonPurge = serde_json::from_slice(body)
             .map_err(|e| Error::InvalidPurge("InvalidParameter", format!("bad JSON: {e}")))?;
@@ -234,13 +238,7 @@ fn compile_pattern(pattern: &str) -> Result<regex::Regex, Error> {
         .strip_prefix("http://")
         .or_else(|| pattern.strip_prefix("https://"))
         .map(str::to_owned)
-        .unwrap_or_else(|| {
-            if pattern.starts_with('/') {
-                format!("[^/]*{pattern}")
-            } else {
-                pattern.to_owned()
-            }
-        });
+        .unwrap_or_else(|| if pattern.starts_with('/') { format!("[^/]*{pattern}") } else { pattern.to_owned() });
     regex::RegexBuilder::new(&format!("^(?:{body})"))
         .size_limit(REGEX_SIZE_LIMIT)
         .dfa_size_limit(REGEX_SIZE_LIMIT)
@@ -254,14 +252,9 @@ fn compile_pattern(pattern: &str) -> Result<regex::Regex, Error> {
 /// `Internal` if the blocking scan fails.
 pub async fn apply(app: &Arc<App>, tasks: Vec<PurgeTask>) -> Result<usize, Error> {
     let app = Arc::clone(app);
-    tokio::task::spawn_blocking(move || {
-        tasks
-            .into_iter()
-            .map(|t| app.cache.purge(t.target, t.remove))
-            .sum::<usize>()
-    })
-    .await
-    .map_err(|e| Error::Internal(format!("purge task failed: {e}")))
+    tokio::task::spawn_blocking(move || tasks.into_iter().map(|t| app.cache.purge(t.target, t.remove)).sum::<usize>())
+        .await
+        .map_err(|e| Error::Internal(format!("purge task failed: {e}")))
 }
 
 /// Parses a prefetch body: JSON `{"paths": [...]}` or form `ObjectPath`.

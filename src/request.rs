@@ -7,9 +7,9 @@ use crate::cache::key::{decode_component, query_tokens, PROCESS_PARAM};
 use crate::error::Error;
 use crate::origin::ByteRange;
 use crate::process::{ChainMemo, ParsedChain, Pipeline};
-use std::sync::Arc;
 use http::{header, HeaderMap, Method, Uri};
 use percent_encoding::percent_decode_str;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 /// A parsed GET/HEAD for an object.
@@ -61,12 +61,7 @@ impl ObjectRequest {
     ///
     /// # Errors
     /// `InvalidKey` for unsafe paths, `MethodNotAllowed`, and processing parse errors.
-    pub fn parse(
-        method: &Method,
-        uri: &Uri,
-        headers: &HeaderMap,
-        chains: &ChainMemo,
-    ) -> Result<ObjectRequest, Error> {
+    pub fn parse(method: &Method, uri: &Uri, headers: &HeaderMap, chains: &ChainMemo) -> Result<ObjectRequest, Error> {
         let head = match *method {
             Method::GET => false,
             Method::HEAD => true,
@@ -93,8 +88,7 @@ impl ObjectRequest {
             chain,
             range: text(header::RANGE).and_then(parse_range),
             if_none_match: text(header::IF_NONE_MATCH).map(str::to_owned),
-            if_modified_since: text(header::IF_MODIFIED_SINCE)
-                .and_then(|v| httpdate::parse_http_date(v).ok()),
+            if_modified_since: text(header::IF_MODIFIED_SINCE).and_then(|v| httpdate::parse_http_date(v).ok()),
             accept_encoding: text(header::ACCEPT_ENCODING).map(str::to_owned),
             accept: text(header::ACCEPT).map(str::to_owned),
             format_class: None,
@@ -136,12 +130,8 @@ pub fn list_accepts(list: &str, token: &str) -> bool {
     list.split(',').any(|item| {
         let mut parts = item.split(';');
         let name = parts.next().unwrap_or("").trim();
-        let refused = parts.any(|p| {
-            p.trim()
-                .strip_prefix("q=")
-                .and_then(|q| q.trim().parse::<f32>().ok())
-                .is_some_and(|q| q <= 0.0)
-        });
+        let refused = parts
+            .any(|p| p.trim().strip_prefix("q=").and_then(|q| q.trim().parse::<f32>().ok()).is_some_and(|q| q <= 0.0));
         name.eq_ignore_ascii_case(token) && !refused
     })
 }
@@ -154,10 +144,7 @@ pub fn process_param(query: Option<&str>) -> Option<String> {
 
 /// The `x-oss-process` value as it stands in the query (still percent-encoded).
 pub fn encoded_process_param(query: Option<&str>) -> Option<&str> {
-    query_tokens(query?)
-        .filter(|(name, _)| name == PROCESS_PARAM)
-        .last()
-        .map(|(_, value)| value)
+    query_tokens(query?).filter(|(name, _)| name == PROCESS_PARAM).last().map(|(_, value)| value)
 }
 
 /// Validates and decodes an object path. Rejects anything that could name a file
@@ -170,18 +157,17 @@ pub fn normalize_path(raw: &str) -> Result<String, Error> {
     if !raw.starts_with('/') {
         return Err(Error::InvalidKey("path must start with '/'"));
     }
-    let encoded_slash = raw
-        .as_bytes()
-        .windows(3)
-        .any(|w| w[0] == b'%' && ((w[1] == b'2' && w[2].eq_ignore_ascii_case(&b'f')) || (w[1] == b'5' && w[2].eq_ignore_ascii_case(&b'c'))));
+    let encoded_slash = raw.as_bytes().windows(3).any(|w| {
+        w[0] == b'%'
+            && ((w[1] == b'2' && w[2].eq_ignore_ascii_case(&b'f'))
+                || (w[1] == b'5' && w[2].eq_ignore_ascii_case(&b'c')))
+    });
     if encoded_slash {
         return Err(Error::InvalidKey("encoded slash"));
     }
     // Most paths carry no escapes: validate them as they stand.
     let decoded = if raw.contains('%') {
-        percent_decode_str(raw)
-            .decode_utf8()
-            .map_err(|_| Error::InvalidKey("not UTF-8"))?
+        percent_decode_str(raw).decode_utf8().map_err(|_| Error::InvalidKey("not UTF-8"))?
     } else {
         std::borrow::Cow::Borrowed(raw)
     };
@@ -272,10 +258,7 @@ mod tests {
 
     #[test]
     fn process_param_is_case_sensitive_and_decoded() {
-        assert_eq!(
-            process_param(Some("x-oss-process=image%2Fresize%2Cw_100")).as_deref(),
-            Some("image/resize,w_100")
-        );
+        assert_eq!(process_param(Some("x-oss-process=image%2Fresize%2Cw_100")).as_deref(), Some("image/resize,w_100"));
         assert_eq!(process_param(Some("X-Oss-Process=image/resize,w_1")), None);
         assert_eq!(process_param(None), None);
     }

@@ -196,9 +196,7 @@ async fn public(
         .and_then(|h| h.to_str().ok())
         .or_else(|| parts.uri.authority().map(|a| a.as_str()))
         .unwrap_or("");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let admitted = app.access.admit(RequestParts {
         host,
         path: parts.uri.path(),
@@ -304,12 +302,8 @@ async fn prefetch_one(app: &Arc<App>, url: &str) -> serde_json::Value {
 }
 
 async fn read_admin_body(req: Request<Incoming>) -> Result<(String, Option<String>, Bytes), Error> {
-    let content_type = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
+    let content_type =
+        req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
     let query = req.uri().query().map(str::to_owned);
     let body = Limited::new(req.into_body(), MAX_ADMIN_BODY)
         .collect()
@@ -346,7 +340,9 @@ fn error_response(err: &Error, request_id: &str, req: &http::request::Parts) -> 
         .header(header::CONTENT_TYPE, "application/xml")
         .header(header::VARY, "Accept-Encoding")
         .header(header::SERVER, "imgedge");
-    let body = match crate::encoding::negotiate(accept_encoding).and_then(|c| crate::encoding::compress(xml.as_bytes(), c).map(|b| (c, b))) {
+    let body = match crate::encoding::negotiate(accept_encoding)
+        .and_then(|c| crate::encoding::compress(xml.as_bytes(), c).map(|b| (c, b)))
+    {
         Some((coding, compressed)) => {
             builder = builder.header(header::CONTENT_ENCODING, coding.as_str());
             compressed
@@ -365,7 +361,5 @@ fn error_response(err: &Error, request_id: &str, req: &http::request::Parts) -> 
         builder = builder.header("x-oss-ec", ec);
     }
     let body = if head { Bytes::new() } else { body };
-    builder
-        .body(full_body(body))
-        .unwrap_or_else(|_| Response::new(full_body(Bytes::from_static(b"internal error"))))
+    builder.body(full_body(body)).unwrap_or_else(|_| Response::new(full_body(Bytes::from_static(b"internal error"))))
 }

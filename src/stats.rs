@@ -83,8 +83,13 @@ impl Default for Stats {
         registry.register("origin_errors", "Origin requests that failed", origin_errors.clone());
         let origin_latency = latency_histogram();
         registry.register("origin_latency_seconds", "Origin request latency", origin_latency.clone());
-        let stage_seconds = Family::<StageLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
-        registry.register("process_stage_seconds", "Image processing time per stage (decode, ops, encode)", stage_seconds.clone());
+        let stage_seconds =
+            Family::<StageLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+        registry.register(
+            "process_stage_seconds",
+            "Image processing time per stage (decode, ops, encode)",
+            stage_seconds.clone(),
+        );
         let decoded_sources = Family::<LookupLabels, Counter>::default();
         registry.register(
             "decoded_sources",
@@ -100,7 +105,11 @@ impl Default for Stats {
         let queue_depth = Gauge::default();
         registry.register("worker_queue_depth", "Image jobs waiting for a worker", queue_depth.clone());
         let queue_rejections = Counter::default();
-        registry.register("worker_rejections", "Image jobs refused with 503 because the queue was full", queue_rejections.clone());
+        registry.register(
+            "worker_rejections",
+            "Image jobs refused with 503 because the queue was full",
+            queue_rejections.clone(),
+        );
         Stats {
             registry,
             requests,

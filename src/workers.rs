@@ -107,9 +107,7 @@ impl Workers {
             let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
             let _ = done.send(out);
         });
-        self.jobs
-            .send(wrapped)
-            .map_err(|_| Error::Internal("worker pool stopped".into()))?;
+        self.jobs.send(wrapped).map_err(|_| Error::Internal("worker pool stopped".into()))?;
         match result.await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(_)) => Err(Error::Internal("worker job panicked".into())),

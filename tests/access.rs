@@ -93,7 +93,9 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
 #[tokio::test]
 async fn referer_whitelist_with_empty_referer_choice() {
     let s = start_with(fixtures(), |c| {
-        c.sites = vec![site("hosts = [\"*\"]\n[referer]\nmode = \"allow\"\nhosts = [\"example.com\"]\nallow_empty = false\n")];
+        c.sites = vec![site(
+            "hosts = [\"*\"]\n[referer]\nmode = \"allow\"\nhosts = [\"example.com\"]\nallow_empty = false\n",
+        )];
     })
     .await;
     assert_eq!(s.get_with("/hello.txt", &[("referer", "https://www.example.com/p")]).await.status, StatusCode::OK);
@@ -104,11 +106,16 @@ async fn referer_whitelist_with_empty_referer_choice() {
 #[tokio::test]
 async fn ip_deny_list_by_forwarded_for_and_peer() {
     let s = start_with(fixtures(), |c| {
-        c.sites = vec![site("hosts = [\"*\"]\n[ip]\nmode = \"deny\"\nnetworks = [\"203.0.113.0/24\"]\nsource = \"forwarded_for\"\n")];
+        c.sites = vec![site(
+            "hosts = [\"*\"]\n[ip]\nmode = \"deny\"\nnetworks = [\"203.0.113.0/24\"]\nsource = \"forwarded_for\"\n",
+        )];
     })
     .await;
     assert_eq!(s.get("/hello.txt").await.status, StatusCode::OK);
-    assert_eq!(s.get_with("/hello.txt", &[("x-forwarded-for", "203.0.113.9, 10.0.0.1")]).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        s.get_with("/hello.txt", &[("x-forwarded-for", "203.0.113.9, 10.0.0.1")]).await.status,
+        StatusCode::FORBIDDEN
+    );
     let peer_deny = start_with(fixtures(), |c| {
         c.sites = vec![site("hosts = [\"*\"]\n[ip]\nmode = \"deny\"\nnetworks = [\"127.0.0.0/8\"]\n")];
     })

@@ -29,11 +29,13 @@ async fn browsers_share_one_webp_entry_and_curl_gets_the_source_format() {
     assert_eq!(r.x_cache(), "HIT TCP_MEM_HIT", "no Accept = same class as */*");
 
     // An explicit format wins and does not vary.
-    let r = s.get_with("/giunchedi_srgb_icc.jpg?x-oss-process=image/resize,w_120/format,png", &[("accept", CHROME)]).await;
+    let r =
+        s.get_with("/giunchedi_srgb_icc.jpg?x-oss-process=image/resize,w_120/format,png", &[("accept", CHROME)]).await;
     assert_eq!(r.header("content-type"), "image/png");
     assert!(!r.headers.get_all("vary").iter().any(|v| v == "Accept"));
     // Animated GIFs stay GIF (WebP would drop the animation, spec 2.4).
-    let r = s.get_with("/goldener_schnitt_finite_loop.gif?x-oss-process=image/resize,w_100", &[("accept", CHROME)]).await;
+    let r =
+        s.get_with("/goldener_schnitt_finite_loop.gif?x-oss-process=image/resize,w_100", &[("accept", CHROME)]).await;
     assert_eq!(r.header("content-type"), "image/gif");
 
     // A file purge of the URL drops every negotiated variant.

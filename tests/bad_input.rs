@@ -91,12 +91,16 @@ fn every_hostile_input_gets_a_4xx_or_an_image_never_a_5xx_or_hang() {
     assert!(names.len() >= 19);
     names.extend(generated(dir.path()));
 
-    let (mut child, addr, _admin, _rx) = spawn(&["--origin", dir.path().to_str().unwrap(), "--cache-size", "64MiB"], &[]);
+    let (mut child, addr, _admin, _rx) =
+        spawn(&["--origin", dir.path().to_str().unwrap(), "--cache-size", "64MiB"], &[]);
     let mut table = Vec::new();
     for name in &names {
         for chain in CHAINS {
             let started = Instant::now();
-            let resp = http(&addr, &format!("GET /{name}?x-oss-process={chain} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"));
+            let resp = http(
+                &addr,
+                &format!("GET /{name}?x-oss-process={chain} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"),
+            );
             let took = started.elapsed();
             let status: u16 = resp.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
             assert!(took < Duration::from_secs(30), "{name} {chain}: hung for {took:?}");
@@ -113,7 +117,10 @@ fn every_hostile_input_gets_a_4xx_or_an_image_never_a_5xx_or_hang() {
     }
     let peak_mib = vm_hwm_kib(child.id()) / 1024;
     let rejected = table.iter().filter(|(_, _, s)| *s >= 400).count();
-    eprintln!("bad-input table: {} requests, {rejected} rejected with 4xx, server peak RSS {peak_mib} MiB", table.len());
+    eprintln!(
+        "bad-input table: {} requests, {rejected} rejected with 4xx, server peak RSS {peak_mib} MiB",
+        table.len()
+    );
     assert!(peak_mib < 512, "peak RSS {peak_mib} MiB");
     // Still healthy afterwards.
     assert!(http(&addr, "GET /empty.jpg HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").starts_with("HTTP/1.1 200"));

@@ -13,7 +13,10 @@ fn imgedge() -> Command {
 }
 
 /// Starts the binary on port 0 and reads the bound addresses from its log.
-pub(crate) fn spawn(args: &[&str], envs: &[(&str, &str)]) -> (Child, String, String, std::sync::mpsc::Receiver<String>) {
+pub(crate) fn spawn(
+    args: &[&str],
+    envs: &[(&str, &str)],
+) -> (Child, String, String, std::sync::mpsc::Receiver<String>) {
     let mut child = imgedge()
         .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
         .args(args)
@@ -64,7 +67,16 @@ fn help_documents_every_flag() {
     let out = imgedge().arg("--help").output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    for flag in ["--listen", "--admin-listen", "--origin", "--cache-size", "--purge-token", "--config", "--ttl-rule", "--max-cacheable-size"] {
+    for flag in [
+        "--listen",
+        "--admin-listen",
+        "--origin",
+        "--cache-size",
+        "--purge-token",
+        "--config",
+        "--ttl-rule",
+        "--max-cacheable-size",
+    ] {
         assert!(text.contains(flag), "--help lacks {flag}");
     }
 }
@@ -112,7 +124,10 @@ fn config_file_is_read_and_flags_win() {
 fn access_log_has_one_line_per_request_and_no_secrets() {
     let token = "tok-7f3a9c-very-secret";
     let (mut child, addr, admin, rx) = spawn(&[], &[("IMGEDGE_PURGE_TOKEN", token)]);
-    let resp = http(&addr, "GET /hello.txt?auth_key=1700000000-0-0-deadbeefsig HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    let resp = http(
+        &addr,
+        "GET /hello.txt?auth_key=1700000000-0-0-deadbeefsig HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
     assert!(resp.starts_with("HTTP/1.1 200"));
     let body = r#"{"paths":["/hello.txt"]}"#;
     let purge = format!(
@@ -140,10 +155,8 @@ fn sigterm_finishes_in_flight_requests_then_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
     let size: u64 = 64 << 20;
     std::fs::File::create(dir.path().join("big.bin")).unwrap().set_len(size).unwrap();
-    let (mut child, addr, _admin, _rx) = spawn(
-        &["--origin", dir.path().to_str().unwrap(), "--max-cacheable-size", "1MiB"],
-        &[],
-    );
+    let (mut child, addr, _admin, _rx) =
+        spawn(&["--origin", dir.path().to_str().unwrap(), "--max-cacheable-size", "1MiB"], &[]);
     let mut s = TcpStream::connect(&addr).unwrap();
     s.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").unwrap();
     let mut first = [0u8; 4096];
@@ -189,21 +202,25 @@ fn overload_burst_stays_under_the_memory_budget_and_recovers() {
         .map(|i| {
             let addr = addr.clone();
             std::thread::spawn(move || {
-                let req = format!("GET {big}?x-oss-process=image/resize,w_{} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", 300 + i);
+                let req = format!(
+                    "GET {big}?x-oss-process=image/resize,w_{} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+                    300 + i
+                );
                 http(&addr, &req)
             })
         })
         .collect();
-    let statuses: Vec<String> = threads
-        .into_iter()
-        .map(|t| t.join().unwrap().split_whitespace().nth(1).unwrap_or("").to_owned())
-        .collect();
+    let statuses: Vec<String> =
+        threads.into_iter().map(|t| t.join().unwrap().split_whitespace().nth(1).unwrap_or("").to_owned()).collect();
     assert!(statuses.iter().all(|s| s == "200" || s == "503"), "{statuses:?}");
     assert!(statuses.iter().any(|s| s == "200"));
     // Budget: 64 MiB cache + 2 workers' decoded sources + runtime overhead.
     let peak_mib = vm_hwm_kib(child.id()) / 1024;
     assert!(peak_mib < 400, "peak RSS {peak_mib} MiB");
-    let after = http(&addr, &format!("GET {big}?x-oss-process=image/resize,w_99 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"));
+    let after = http(
+        &addr,
+        &format!("GET {big}?x-oss-process=image/resize,w_99 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"),
+    );
     assert!(after.starts_with("HTTP/1.1 200"), "recovers");
     sigterm(&child);
     assert!(child.wait().unwrap().success());

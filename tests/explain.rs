@@ -1,6 +1,6 @@
 //! Issue 8 (item 5): the admin-only explain endpoint, and per-stage metrics.
 
-use crate::common::server::{start, start_with, fixtures};
+use crate::common::server::{fixtures, start, start_with};
 use http::{Method, StatusCode};
 
 #[tokio::test]
@@ -35,9 +35,17 @@ async fn explain_needs_the_token_and_a_url() {
     let s = start_with(fixtures(), |c| c.purge_token = Some("t0k".into())).await;
     let r = s.send(Method::GET, &s.admin_url("/explain?url=/hello.txt"), &[], bytes::Bytes::new()).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-    let r = s.send(Method::GET, &s.admin_url("/explain"), &[("authorization", "Bearer t0k")], bytes::Bytes::new()).await;
+    let r =
+        s.send(Method::GET, &s.admin_url("/explain"), &[("authorization", "Bearer t0k")], bytes::Bytes::new()).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    let r = s.send(Method::GET, &s.admin_url("/explain?url=/hello.txt"), &[("authorization", "Bearer t0k")], bytes::Bytes::new()).await;
+    let r = s
+        .send(
+            Method::GET,
+            &s.admin_url("/explain?url=/hello.txt"),
+            &[("authorization", "Bearer t0k")],
+            bytes::Bytes::new(),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     // The explain endpoint is not on the public listener.
     assert_eq!(s.get("/explain?url=/hello.txt").await.status, StatusCode::NOT_FOUND);

@@ -63,7 +63,9 @@ async fn processed_results_are_cached_with_a_content_etag() {
     let r = s.get_with(url, &[("if-none-match", &etag)]).await;
     assert_eq!(r.status, StatusCode::NOT_MODIFIED);
     // Purge all renditions of the original.
-    let r = s.admin_json("/purge", serde_json::json!({"type": "ignore_params", "paths": ["/giunchedi_srgb_icc.jpg"]}), None).await;
+    let r = s
+        .admin_json("/purge", serde_json::json!({"type": "ignore_params", "paths": ["/giunchedi_srgb_icc.jpg"]}), None)
+        .await;
     assert_eq!(serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["affected"], 2);
     assert_eq!(s.get(url).await.x_cache(), "MISS TCP_MISS");
 }

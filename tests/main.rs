@@ -1,4 +1,10 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::zombie_processes, clippy::result_large_err, clippy::field_reassign_with_default)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::zombie_processes,
+    clippy::result_large_err,
+    clippy::field_reassign_with_default
+)]
 //! The one integration test binary: every module starts the real server (or an
 //! origin client) on ephemeral ports and talks HTTP to it. One module per area.
 

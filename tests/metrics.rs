@@ -58,7 +58,10 @@ async fn srcset_variants_share_one_decode() {
         "/giunchedi_srgb_icc.jpg?x-oss-process=image/resize,m_lfit,w_160,h_160/format,webp",
     ];
     for (decoded_size, expect_hits) in [(32u64 << 20, 3.0), (0, 0.0)] {
-        let s = crate::common::server::start_with(crate::common::server::fixtures(), |c| c.cache.decoded_size = decoded_size).await;
+        let s = crate::common::server::start_with(crate::common::server::fixtures(), |c| {
+            c.cache.decoded_size = decoded_size
+        })
+        .await;
         for v in variants {
             let r = s.get(v).await;
             assert_eq!(r.status, StatusCode::OK, "{v}");

@@ -104,10 +104,7 @@ async fn sts_token_is_sent_and_signed_v1_and_v4() {
     // A wrong token is refused.
     let bad = oss_creds(Credentials::new(STS_ID, STS_SECRET).with_token("forged"));
     for sig in ["v1", "v4"] {
-        let err = oss_origin(&m, &format!("&signature={sig}"), &bad)
-            .fetch(&get("photos/cat.jpg"))
-            .await
-            .unwrap_err();
+        let err = oss_origin(&m, &format!("&signature={sig}"), &bad).fetch(&get("photos/cat.jpg")).await.unwrap_err();
         assert!(matches!(err, OriginError::AuthFailed), "{sig}: {err:?}");
     }
 }
@@ -116,8 +113,7 @@ async fn sts_token_is_sent_and_signed_v1_and_v4() {
 async fn wrong_secret_is_auth_failed_without_leaking_the_body() {
     let m = mock_bucket().await;
     for sig in ["v1", "v4"] {
-        let o =
-            oss_origin(&m, &format!("&signature={sig}"), &oss_creds(Credentials::new(ID, "not-the-secret")));
+        let o = oss_origin(&m, &format!("&signature={sig}"), &oss_creds(Credentials::new(ID, "not-the-secret")));
         let before = m.requests();
         let err = o.fetch(&get("photos/cat.jpg")).await.unwrap_err();
         assert!(matches!(err, OriginError::AuthFailed), "{sig}: {err:?}");
@@ -219,8 +215,7 @@ async fn objects_over_the_cap_are_too_large() {
 // --- plain HTTP origin with injected faults ---
 
 fn http_origin(f: &FaultOrigin) -> Origin {
-    Origin::from_spec_with(&format!("{}/base", f.url()), &OriginCredentials::default(), &fast_config())
-        .unwrap()
+    Origin::from_spec_with(&format!("{}/base", f.url()), &OriginCredentials::default(), &fast_config()).unwrap()
 }
 
 #[tokio::test]
@@ -284,11 +279,8 @@ async fn stalled_body_times_out() {
 
 #[tokio::test]
 async fn slow_but_steady_body_is_fine() {
-    let f = FaultOrigin::start(
-        &b"payload!"[..],
-        vec![Fault::SlowBody { pause: Duration::from_millis(50), chunks: 4 }],
-    )
-    .await;
+    let f = FaultOrigin::start(&b"payload!"[..], vec![Fault::SlowBody { pause: Duration::from_millis(50), chunks: 4 }])
+        .await;
     let (_, body) = full_body(http_origin(&f).fetch(&get("a.jpg")).await.unwrap());
     assert_eq!(&body[..], b"payload!");
     assert_eq!(f.requests(), 1);
@@ -300,8 +292,7 @@ async fn connection_refused_is_upstream_after_retries() {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
     drop(l);
-    let o = Origin::from_spec_with(&format!("http://{addr}/"), &OriginCredentials::default(), &fast_config())
-        .unwrap();
+    let o = Origin::from_spec_with(&format!("http://{addr}/"), &OriginCredentials::default(), &fast_config()).unwrap();
     let err = o.fetch(&get("a.jpg")).await.unwrap_err();
     assert!(matches!(err, OriginError::Upstream(_) | OriginError::Timeout), "{err:?}");
 }
@@ -351,10 +342,8 @@ async fn s3_origin_against_moto_with_sigv4() {
     assert!(matches!(o.fetch(&get("missing.jpg")).await, Err(OriginError::NotFound)));
 
     // moto verifies signatures: a wrong secret is refused.
-    let wrong = OriginCredentials {
-        oss: None,
-        aws: Some(Credentials::new(moto.creds.access_key_id.clone(), "wrong-secret")),
-    };
+    let wrong =
+        OriginCredentials { oss: None, aws: Some(Credentials::new(moto.creds.access_key_id.clone(), "wrong-secret")) };
     let o = Origin::from_spec_with(&spec, &wrong, &cfg).unwrap();
     let err = o.fetch(&get("photos/cat.jpg")).await.unwrap_err();
     assert!(matches!(err, OriginError::AuthFailed), "{err:?}");

@@ -176,7 +176,13 @@ async fn equivalent_urls_share_one_entry_and_variants_do_not() {
 #[tokio::test]
 async fn ttl_rule_zero_means_not_cached() {
     let s = start_with(fixtures(), |c| {
-        c.cache.ttl_rules = vec![TtlRule { kind: TtlRuleKind::Extension, value: "txt".into(), ttl_secs: 0, weight: 90, prefer_origin: false }];
+        c.cache.ttl_rules = vec![TtlRule {
+            kind: TtlRuleKind::Extension,
+            value: "txt".into(),
+            ttl_secs: 0,
+            weight: 90,
+            prefer_origin: false,
+        }];
     })
     .await;
     let r = s.get("/hello.txt").await;
@@ -191,7 +197,13 @@ async fn ttl_rule_zero_means_not_cached() {
 async fn expired_entries_are_revalidated_not_refetched() {
     let dir = tmp_origin(&[("a.txt", b"version one")]);
     let s = start_with(dir.path(), |c| {
-        c.cache.ttl_rules = vec![TtlRule { kind: TtlRuleKind::Directory, value: "/".into(), ttl_secs: 1, weight: 10, prefer_origin: false }];
+        c.cache.ttl_rules = vec![TtlRule {
+            kind: TtlRuleKind::Directory,
+            value: "/".into(),
+            ttl_secs: 1,
+            weight: 10,
+            prefer_origin: false,
+        }];
     })
     .await;
     assert_eq!(s.get("/a.txt").await.x_cache(), "MISS TCP_MISS");
@@ -265,7 +277,8 @@ async fn large_objects_stream_without_buffering_or_caching() {
     let s = start_with(dir.path(), |c| c.cache.max_object_size = 1 << 20).await;
 
     // Read the first chunk only, then check how much the origin has been read.
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
     let resp = client.get(s.url("/video.mp4").parse().unwrap()).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.headers()["x-cache"], "MISS TCP_MISS_NOCACHE");
@@ -384,7 +397,12 @@ async fn purge_rejects_bad_input_and_bad_tokens() {
         assert!(r.text().contains("<Message>"), "{}", r.text());
     }
     let r = s
-        .send(Method::POST, &s.admin_url("/purge"), &[("content-type", "application/json"), ("authorization", "Bearer s3cret")], "{not json")
+        .send(
+            Method::POST,
+            &s.admin_url("/purge"),
+            &[("content-type", "application/json"), ("authorization", "Bearer s3cret")],
+            "{not json",
+        )
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }
@@ -394,7 +412,13 @@ async fn purge_rejects_bad_input_and_bad_tokens() {
 #[tokio::test]
 async fn prefetch_warms_the_cache_and_healthz_answers() {
     let s = start().await;
-    let r = s.admin_json("/prefetch", json!({"paths": ["/hello.txt", format!("http://{}/docs/nested.txt", s.addr), "/missing.txt"]}), None).await;
+    let r = s
+        .admin_json(
+            "/prefetch",
+            json!({"paths": ["/hello.txt", format!("http://{}/docs/nested.txt", s.addr), "/missing.txt"]}),
+            None,
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(v["results"][0]["cache"], "MISS TCP_MISS");

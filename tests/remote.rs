@@ -28,7 +28,9 @@ async fn bucket() -> MockOss {
 async fn proxy_for(spec: &str, creds: Credentials, tweak: impl FnOnce(&mut Config)) -> TestServer {
     let mut config = Config::default();
     tweak(&mut config);
-    let origin = Origin::from_spec_with(spec, &OriginCredentials { oss: Some(creds.clone()), aws: Some(creds) }, &fast()).unwrap();
+    let origin =
+        Origin::from_spec_with(spec, &OriginCredentials { oss: Some(creds.clone()), aws: Some(creds) }, &fast())
+            .unwrap();
     start_app(config, origin).await
 }
 
@@ -160,7 +162,11 @@ async fn origin_faults_become_502_and_504() {
 
 #[tokio::test]
 async fn stale_if_error_serves_the_old_copy_and_says_so() {
-    let f = FaultOrigin::start(&b"payload"[..], vec![Fault::Ok, Fault::Status(503), Fault::Status(503), Fault::Status(503)]).await;
+    let f = FaultOrigin::start(
+        &b"payload"[..],
+        vec![Fault::Ok, Fault::Status(503), Fault::Status(503), Fault::Status(503)],
+    )
+    .await;
     let s = proxy_http(&f, |c| {
         c.cache.ttl_rules = ttl_everything(1);
         c.origin_client.stale_if_error_secs = 60;
@@ -175,7 +181,11 @@ async fn stale_if_error_serves_the_old_copy_and_says_so() {
     assert_eq!(&r.body[..], b"payload");
 
     // Without stale-if-error the same failure is a 502.
-    let f = FaultOrigin::start(&b"payload"[..], vec![Fault::Ok, Fault::Status(503), Fault::Status(503), Fault::Status(503)]).await;
+    let f = FaultOrigin::start(
+        &b"payload"[..],
+        vec![Fault::Ok, Fault::Status(503), Fault::Status(503), Fault::Status(503)],
+    )
+    .await;
     let s = proxy_http(&f, |c| c.cache.ttl_rules = ttl_everything(1)).await;
     s.get("/a.bin").await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -257,7 +267,11 @@ async fn s3_bucket_on_a_real_s3_server_through_the_proxy() {
 #[tokio::test]
 async fn origin_cache_control_decides_ttl_after_rules() {
     // no-store from the origin: not cached.
-    let f = FaultOrigin::start(&b"p"[..], vec![Fault::Headers("cache-control: no-store\r\n"), Fault::Headers("cache-control: no-store\r\n")]).await;
+    let f = FaultOrigin::start(
+        &b"p"[..],
+        vec![Fault::Headers("cache-control: no-store\r\n"), Fault::Headers("cache-control: no-store\r\n")],
+    )
+    .await;
     let s = proxy_http(&f, |_| {}).await;
     assert_eq!(s.get("/a.bin").await.x_cache(), "MISS TCP_MISS_NOCACHE");
     assert_eq!(s.get("/a.bin").await.x_cache(), "MISS TCP_MISS_NOCACHE");
@@ -273,8 +287,20 @@ async fn origin_cache_control_decides_ttl_after_rules() {
     let f = FaultOrigin::start(&b"p"[..], vec![Fault::Headers("cache-control: max-age=123\r\n"); 2]).await;
     let s = proxy_http(&f, |c| {
         c.cache.ttl_rules = vec![
-            TtlRule { kind: TtlRuleKind::Extension, value: "bin".into(), ttl_secs: 777, weight: 90, prefer_origin: false },
-            TtlRule { kind: TtlRuleKind::Extension, value: "dat".into(), ttl_secs: 777, weight: 90, prefer_origin: true },
+            TtlRule {
+                kind: TtlRuleKind::Extension,
+                value: "bin".into(),
+                ttl_secs: 777,
+                weight: 90,
+                prefer_origin: false,
+            },
+            TtlRule {
+                kind: TtlRuleKind::Extension,
+                value: "dat".into(),
+                ttl_secs: 777,
+                weight: 90,
+                prefer_origin: true,
+            },
         ]
     })
     .await;

@@ -76,9 +76,21 @@ async fn text_errors_are_oss_xml() {
         assert!(r.text().contains(&format!("<EC>{ec}</EC>")), "{q}: {}", r.text());
     }
     // Every OSS font name is accepted.
-    for font in ["wqy-zenhei", "wqy-microhei", "fangzhengshusong", "fangzhengkaiti", "fangzhengheiti", "fangzhengfangsong", "droidsansfallback"] {
+    for font in [
+        "wqy-zenhei",
+        "wqy-microhei",
+        "fangzhengshusong",
+        "fangzhengkaiti",
+        "fangzhengheiti",
+        "fangzhengfangsong",
+        "droidsansfallback",
+    ] {
         let r = s
-            .get(&format!("/giunchedi_srgb_icc.jpg?x-oss-process=image/resize,w_64/watermark,text_{},type_{}", b64("字A"), b64(font)))
+            .get(&format!(
+                "/giunchedi_srgb_icc.jpg?x-oss-process=image/resize,w_64/watermark,text_{},type_{}",
+                b64("字A"),
+                b64(font)
+            ))
             .await;
         assert_eq!(r.status, StatusCode::OK, "{font}: {}", r.text());
     }
@@ -93,7 +105,9 @@ async fn image_watermark_comes_from_the_same_origin() {
     let (w, h) = (plain.width(), plain.height());
     let logo = b64("dice_palette_trns.png?x-oss-process=image/resize,P_25");
     let r = s
-        .get(&format!("/giunchedi_srgb_icc.jpg?x-oss-process=image/resize,w_200/watermark,image_{logo},g_nw,x_0,y_0/format,png"))
+        .get(&format!(
+            "/giunchedi_srgb_icc.jpg?x-oss-process=image/resize,w_200/watermark,image_{logo},g_nw,x_0,y_0/format,png"
+        ))
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     let img = decode(&r.body);
@@ -117,7 +131,11 @@ async fn escaping_keys_are_rejected_without_any_fetch() {
     let root = dir.path().join("root");
     std::fs::create_dir(&root).unwrap();
     std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/giunchedi_srgb_icc.jpg"), root.join("p.jpg")).unwrap();
-    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/dice_palette_trns.png"), dir.path().join("secret.png")).unwrap();
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/dice_palette_trns.png"),
+        dir.path().join("secret.png"),
+    )
+    .unwrap();
     let s = start_with(&root, |_| {}).await;
     for key in ["../secret.png", "a/../../secret.png", "/secret.png", "./secret.png"] {
         let r = s.get(&format!("/p.jpg?x-oss-process=image/watermark,image_{}", b64(key))).await;
@@ -136,7 +154,9 @@ async fn escaping_keys_are_rejected_without_any_fetch() {
     let mut config = Config::default();
     config.origin = format!("oss://media?endpoint={}&region=cn-hangzhou", m.endpoint());
     config.validate().unwrap();
-    let origin = Origin::from_spec_with(&config.origin, &OriginCredentials::default(), &config.origin_client.to_origin_config()).unwrap();
+    let origin =
+        Origin::from_spec_with(&config.origin, &OriginCredentials::default(), &config.origin_client.to_origin_config())
+            .unwrap();
     let s = start_app(config, origin).await;
     let r = s.get(&format!("/p.jpg?x-oss-process=image/watermark,image_{}", b64("../other-bucket/x.png"))).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
@@ -163,7 +183,11 @@ async fn animated_gif_keeps_every_frame_watermarked() {
     let frames = image::AnimationDecoder::into_frames(dec).collect_frames().unwrap();
     assert_eq!(frames.len(), 10);
     for (i, f) in frames.iter().enumerate() {
-        let red = f.buffer().enumerate_pixels().filter(|(x, y, p)| *x < 50 && *y < 30 && p[0] > 180 && p[1] < 80 && p[2] < 80).count();
+        let red = f
+            .buffer()
+            .enumerate_pixels()
+            .filter(|(x, y, p)| *x < 50 && *y < 30 && p[0] > 180 && p[1] < 80 && p[2] < 80)
+            .count();
         assert!(red > 30, "frame {i}: {red}");
     }
     s.stop().await;

@@ -94,7 +94,8 @@ impl Access {
     }
 
     fn site(&self, host: &str) -> Option<&Site> {
-        let host = host.rsplit_once(':').filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit())).map_or(host, |(h, _)| h);
+        let host =
+            host.rsplit_once(':').filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit())).map_or(host, |(h, _)| h);
         self.sites
             .iter()
             .find(|s| s.config.hosts.iter().any(|h| h.eq_ignore_ascii_case(host)))
@@ -147,7 +148,13 @@ mod tests {
     fn unknown_hosts_are_refused_once_sites_exist() {
         let h = HeaderMap::new();
         assert!(Access::default().admit(parts("any", "/a", None, &h)).is_ok());
-        let a = Access::new(&[SiteConfig { hosts: vec!["media.example.com".into()], url_auth: None, referer: None, ip: None }]).unwrap();
+        let a = Access::new(&[SiteConfig {
+            hosts: vec!["media.example.com".into()],
+            url_auth: None,
+            referer: None,
+            ip: None,
+        }])
+        .unwrap();
         assert!(a.admit(parts("media.example.com:8080", "/a", None, &h)).is_ok());
         assert!(matches!(a.admit(parts("evil.com", "/a", None, &h)), Err(Error::AccessDenied(_))));
     }
@@ -170,7 +177,12 @@ mod tests {
             Err(Error::UrlAuth(_))
         ));
         let ok = a
-            .admit(parts("x", "/video/standard/test.mp4", Some("auth_key=1444435200-0-0-23bf85053008f5c0e791667a313e28ce&x-oss-process=image/info"), &h))
+            .admit(parts(
+                "x",
+                "/video/standard/test.mp4",
+                Some("auth_key=1444435200-0-0-23bf85053008f5c0e791667a313e28ce&x-oss-process=image/info"),
+                &h,
+            ))
             .unwrap()
             .unwrap();
         assert_eq!(ok.query.as_deref(), Some("x-oss-process=image/info"));

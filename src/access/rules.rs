@@ -128,9 +128,7 @@ impl IpMatcher {
 
     /// True when the request may pass.
     pub fn allows(&self, peer: IpAddr, forwarded_for: Option<&str>) -> bool {
-        let xff = forwarded_for
-            .and_then(|h| h.split(',').next())
-            .and_then(|a| a.trim().parse::<IpAddr>().ok());
+        let xff = forwarded_for.and_then(|h| h.split(',').next()).and_then(|a| a.trim().parse::<IpAddr>().ok());
         let candidates: Vec<IpAddr> = match self.source {
             IpSource::Peer => vec![peer],
             // Without a usable header the peer is the client.
@@ -171,16 +169,31 @@ mod tests {
 
     #[test]
     fn ip_lists_with_cidr_and_sources() {
-        let deny = IpMatcher::new(&IpRules { mode: ListMode::Deny, networks: vec!["10.0.0.0/8".into(), "2001:db8::1".into()], source: IpSource::ForwardedFor }).unwrap();
+        let deny = IpMatcher::new(&IpRules {
+            mode: ListMode::Deny,
+            networks: vec!["10.0.0.0/8".into(), "2001:db8::1".into()],
+            source: IpSource::ForwardedFor,
+        })
+        .unwrap();
         let peer: IpAddr = "127.0.0.1".parse().unwrap();
         assert!(!deny.allows(peer, Some("10.1.2.3, 127.0.0.1")));
         assert!(deny.allows(peer, Some("192.0.2.1")));
         assert!(!deny.allows("10.9.9.9".parse().unwrap(), None));
         assert!(!deny.allows(peer, Some("2001:db8::1")));
-        let allow = IpMatcher::new(&IpRules { mode: ListMode::Allow, networks: vec!["127.0.0.0/8".into()], source: IpSource::Both }).unwrap();
+        let allow = IpMatcher::new(&IpRules {
+            mode: ListMode::Allow,
+            networks: vec!["127.0.0.0/8".into()],
+            source: IpSource::Both,
+        })
+        .unwrap();
         assert!(allow.allows(peer, None));
         assert!(!allow.allows(peer, Some("192.0.2.1")));
         assert!(allow.allows("::ffff:127.0.0.1".parse().unwrap(), None));
-        assert!(IpMatcher::new(&IpRules { mode: ListMode::Deny, networks: vec!["nonsense".into()], source: IpSource::Peer }).is_err());
+        assert!(IpMatcher::new(&IpRules {
+            mode: ListMode::Deny,
+            networks: vec!["nonsense".into()],
+            source: IpSource::Peer
+        })
+        .is_err());
     }
 }

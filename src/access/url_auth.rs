@@ -155,7 +155,8 @@ impl UrlAuthConfig {
 
     fn verify_b(&self, path: &str, query: Option<&str>, now: u64) -> Result<Verified, AuthFailure> {
         let mut parts = path.splitn(4, '/');
-        let (Some(""), Some(ts), Some(hash), Some(file)) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        let (Some(""), Some(ts), Some(hash), Some(file)) = (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
             return Err(AuthFailure::Missing);
         };
         if ts.len() != 12 || hash.len() != 32 {
@@ -177,7 +178,8 @@ impl UrlAuthConfig {
             (Some(h), Some(t)) => (h, t, path.to_owned(), rest),
             _ => {
                 let mut parts = path.splitn(4, '/');
-                let (Some(""), Some(h), Some(t), Some(file)) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+                let (Some(""), Some(h), Some(t), Some(file)) = (parts.next(), parts.next(), parts.next(), parts.next())
+                else {
                     return Err(AuthFailure::Missing);
                 };
                 if h.len() != 32 {
@@ -327,7 +329,10 @@ mod tests {
         assert_eq!(cfg.verify("/a.jpg", Some("auth_key=abc"), 0), Err(AuthFailure::Malformed));
         let b = config(AuthType::B, "k");
         assert_eq!(b.verify("/a.jpg", None, 0), Err(AuthFailure::Missing));
-        assert_eq!(b.verify("/209913999999/0123456789abcdef0123456789abcdef/a.jpg", None, 0), Err(AuthFailure::Malformed));
+        assert_eq!(
+            b.verify("/209913999999/0123456789abcdef0123456789abcdef/a.jpg", None, 0),
+            Err(AuthFailure::Malformed)
+        );
     }
 
     #[test]

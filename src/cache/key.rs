@@ -44,14 +44,8 @@ pub const PROCESS_PARAM: &str = "x-oss-process";
 pub const VARIANT_PARAM: &str = "~format";
 
 /// Characters escaped in canonical query names and values.
-const QUERY_ESCAPE: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~')
-    .remove(b'/')
-    .remove(b',')
-    .remove(b'~');
+const QUERY_ESCAPE: &AsciiSet =
+    &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~').remove(b'/').remove(b',').remove(b'~');
 
 /// A fixed-size cache key plus what purges need to match it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -80,7 +74,11 @@ impl CacheKey {
     ) -> CacheKey {
         let mut pairs: Vec<(Cow<'_, str>, Cow<'_, str>)> = Vec::new();
         for (name, raw_value) in query_tokens(query.unwrap_or("")) {
-            if name == PROCESS_PARAM || name == VARIANT_PARAM || is_auth_param(&name) || ignore.iter().any(|i| *i == name) {
+            if name == PROCESS_PARAM
+                || name == VARIANT_PARAM
+                || is_auth_param(&name)
+                || ignore.iter().any(|i| *i == name)
+            {
                 continue;
             }
             pairs.push((name, decode_component(raw_value)));

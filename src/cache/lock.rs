@@ -49,10 +49,7 @@ pub enum Locked {
 impl FillLocks {
     /// A table whose readers wait at most `timeout`.
     pub fn new(timeout: Duration) -> Arc<FillLocks> {
-        Arc::new(FillLocks {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            timeout,
-        })
+        Arc::new(FillLocks { shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(), timeout })
     }
 
     fn shard(&self, key: &[u8; 16]) -> &Shard {
@@ -74,10 +71,7 @@ impl FillLocks {
 
     /// Number of fills in progress (for tests and metrics).
     pub fn in_flight(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.lock().map(|m| m.len()).unwrap_or(0))
-            .sum()
+        self.shards.iter().map(|s| s.lock().map(|m| m.len()).unwrap_or(0)).sum()
     }
 
     fn remove(&self, key: &[u8; 16]) {
@@ -128,11 +122,7 @@ pub struct ReadLock {
 impl ReadLock {
     /// Waits for the writer to finish, at most the table's timeout.
     pub async fn wait(mut self) -> Option<LockStatus> {
-        let waited = tokio::time::timeout(
-            self.timeout,
-            self.rx.wait_for(|s| !matches!(s, LockStatus::Pending)),
-        )
-        .await;
+        let waited = tokio::time::timeout(self.timeout, self.rx.wait_for(|s| !matches!(s, LockStatus::Pending))).await;
         match waited {
             Ok(Ok(status)) => Some(status.clone()),
             // Sender gone without a final status: treat as dangling.

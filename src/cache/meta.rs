@@ -108,8 +108,7 @@ impl Entry {
         self.headers.get_or_init(|| {
             let value = |s: &str| HeaderValue::from_str(s).ok();
             EntryHeaders {
-                content_type: value(&self.content_type)
-                    .unwrap_or(HeaderValue::from_static("application/octet-stream")),
+                content_type: value(&self.content_type).unwrap_or(HeaderValue::from_static("application/octet-stream")),
                 etag: self.etag.as_deref().and_then(value),
                 last_modified: self.last_modified.and_then(|t| value(&httpdate::fmt_http_date(t))),
                 save_time: value(&httpdate::fmt_http_date(self.stored_at)).unwrap_or(HeaderValue::from_static("")),

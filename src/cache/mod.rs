@@ -60,10 +60,7 @@ impl CacheStatus {
 
     /// True when the body came from memory.
     pub fn is_hit(self) -> bool {
-        matches!(
-            self,
-            CacheStatus::Hit | CacheStatus::LockHit | CacheStatus::RefreshHit | CacheStatus::StaleHit
-        )
+        matches!(self, CacheStatus::Hit | CacheStatus::LockHit | CacheStatus::RefreshHit | CacheStatus::StaleHit)
     }
 }
 
@@ -100,9 +97,7 @@ impl PurgeTarget {
     pub fn matches(&self, key: &CacheKey) -> bool {
         let host_ok = |h: &Option<String>| h.as_deref().is_none_or(|h| h == key.host());
         match self {
-            PurgeTarget::Url { host, key: k } => {
-                host_ok(host) && k.url_without_variant() == key.url_without_variant()
-            }
+            PurgeTarget::Url { host, key: k } => host_ok(host) && k.url_without_variant() == key.url_without_variant(),
             PurgeTarget::Path { host, path } => host_ok(host) && key.path() == *path,
             PurgeTarget::Directory { host, prefix } => host_ok(host) && key.path().starts_with(prefix.as_str()),
             PurgeTarget::Regex(re) => re.is_match(&key.url),
@@ -150,9 +145,7 @@ impl Cache {
     pub fn insert(&self, entry: Arc<Entry>, started_epoch: u64) -> bool {
         {
             let log = self.purge_log.lock().unwrap_or_else(|p| p.into_inner());
-            let raced = log
-                .iter()
-                .any(|(e, _, target)| *e > started_epoch && target.matches(&entry.key));
+            let raced = log.iter().any(|(e, _, target)| *e > started_epoch && target.matches(&entry.key));
             if raced {
                 return false;
             }
@@ -164,10 +157,7 @@ impl Cache {
 
     /// Removes every variant of one path (a changed original drops its renditions).
     pub fn remove_variants(&self, host: &str, path: &str) -> usize {
-        self.purge(
-            PurgeTarget::Path { host: Some(host.to_owned()), path: path.to_owned() },
-            true,
-        )
+        self.purge(PurgeTarget::Path { host: Some(host.to_owned()), path: path.to_owned() }, true)
     }
 
     /// Applies a purge: removes the matching entries (`force`) or marks them stale so
@@ -277,7 +267,7 @@ mod tests {
             c.insert(entry("/tiny.txt", Some(&format!("v={i}"))), 0);
         }
         c.weighted_size(); // runs pending evictions
-        // One-byte bodies: the measured ~1.8 KB per entry is what bounds the count.
+                           // One-byte bodies: the measured ~1.8 KB per entry is what bounds the count.
         let held = c.entry_count();
         assert!(held <= (1 << 20) / meta::ENTRY_OVERHEAD as u64, "{held} entries in 1 MiB");
         assert!(held > 400, "{held}");

@@ -83,10 +83,7 @@ impl Store {
         let key = entry.key.clone();
         {
             let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());
-            index
-                .entry(key.path().to_owned())
-                .or_default()
-                .insert(key.hash, Indexed { generation, key: key.clone() });
+            index.entry(key.path().to_owned()).or_default().insert(key.hash, Indexed { generation, key: key.clone() });
         }
         self.cache.insert(key.hash, Stored { entry, generation });
     }
@@ -99,10 +96,7 @@ impl Store {
     /// Keys of every cached variant of exactly `path`.
     pub fn keys_at_path(&self, path: &str) -> Vec<CacheKey> {
         let index = self.index.lock().unwrap_or_else(|p| p.into_inner());
-        index
-            .get(path)
-            .map(|m| m.values().map(|i| i.key.clone()).collect())
-            .unwrap_or_default()
+        index.get(path).map(|m| m.values().map(|i| i.key.clone()).collect()).unwrap_or_default()
     }
 
     /// Keys of every cached URL whose path starts with `prefix`.

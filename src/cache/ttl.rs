@@ -50,10 +50,7 @@ impl TtlPolicy {
         if !self.ignore_origin_no_cache && (meta.pragma_no_cache || cc.forbids_caching()) {
             return None;
         }
-        let origin_ttl = cc.max_age().or_else(|| {
-            meta.expires
-                .map(|exp| exp.duration_since(now).unwrap_or_default())
-        });
+        let origin_ttl = cc.max_age().or_else(|| meta.expires.map(|exp| exp.duration_since(now).unwrap_or_default()));
         if let Some(rule) = self.rules.iter().find(|r| rule_matches(r, path)) {
             if !(rule.prefer_origin && origin_ttl.is_some()) {
                 return (rule.ttl_secs > 0).then(|| Duration::from_secs(rule.ttl_secs));
@@ -80,10 +77,7 @@ fn rule_matches(rule: &TtlRule, path: &str) -> bool {
             let Some((_, ext)) = file.rsplit_once('.') else {
                 return false;
             };
-            rule.value
-                .split(',')
-                .map(|e| e.trim().trim_start_matches('.'))
-                .any(|e| e.eq_ignore_ascii_case(ext))
+            rule.value.split(',').map(|e| e.trim().trim_start_matches('.')).any(|e| e.eq_ignore_ascii_case(ext))
         }
         TtlRuleKind::Directory => path.starts_with(rule.value.as_str()),
         TtlRuleKind::Path => path == rule.value,

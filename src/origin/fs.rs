@@ -28,14 +28,10 @@ impl FsOrigin {
     /// `OriginError::Config` when the folder does not exist.
     pub fn new(root: impl AsRef<Path>) -> Result<Self, OriginError> {
         let root = root.as_ref();
-        let root = root.canonicalize().map_err(|e| {
-            OriginError::Config(format!("origin folder {}: {e}", root.display()))
-        })?;
+        let root =
+            root.canonicalize().map_err(|e| OriginError::Config(format!("origin folder {}: {e}", root.display())))?;
         if !root.is_dir() {
-            return Err(OriginError::Config(format!(
-                "origin {} is not a folder",
-                root.display()
-            )));
+            return Err(OriginError::Config(format!("origin {} is not a folder", root.display())));
         }
         Ok(FsOrigin { root: root.into() })
     }
@@ -82,9 +78,7 @@ impl FsOrigin {
 
 fn resolve_in(root: &Path, key: &str) -> Result<PathBuf, OriginError> {
     let rel = Path::new(key);
-    let plain = rel
-        .components()
-        .all(|c| matches!(c, Component::Normal(_)));
+    let plain = rel.components().all(|c| matches!(c, Component::Normal(_)));
     if key.is_empty() || key.contains('\0') || !plain {
         return Err(OriginError::NotFound);
     }
@@ -109,7 +103,12 @@ struct Wanted {
 enum Opened {
     Done(Fetched),
     /// Too large to buffer: streamed from `start` to `end` by the async side.
-    Stream { file: std::fs::File, meta: ObjectMeta, start: u64, end: u64 },
+    Stream {
+        file: std::fs::File,
+        meta: ObjectMeta,
+        start: u64,
+        end: u64,
+    },
 }
 
 fn open_and_read(path: &Path, want: &Wanted) -> Result<Opened, OriginError> {
@@ -171,17 +170,15 @@ where
 
 /// nginx-style ETag from modification time and length.
 fn file_etag(len: u64, mtime: Option<SystemTime>) -> String {
-    let nanos = mtime
-        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_nanos());
+    let nanos = mtime.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
     format!("\"{nanos:x}-{len:x}\"")
 }
 
 fn not_found_or_io(e: std::io::Error) -> OriginError {
     match e.kind() {
-        std::io::ErrorKind::NotFound
-        | std::io::ErrorKind::NotADirectory
-        | std::io::ErrorKind::InvalidInput => OriginError::NotFound,
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory | std::io::ErrorKind::InvalidInput => {
+            OriginError::NotFound
+        }
         _ => OriginError::Io(e),
     }
 }

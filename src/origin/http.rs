@@ -166,10 +166,7 @@ impl HttpClient {
         if let Some(etag) = etag {
             extra.push(("if-match".into(), etag));
         }
-        let ranged = FetchRequest {
-            range: Some(ByteRange::From { first: start, last: Some(end - 1) }),
-            ..req.clone()
-        };
+        let ranged = FetchRequest { range: Some(ByteRange::From { first: start, last: Some(end - 1) }), ..req.clone() };
         self.fetch_with_retries(&ranged, &build, &extra).await
     }
 
@@ -209,12 +206,11 @@ impl HttpClient {
     {
         let request = build(extra).map_err(AttemptError::fatal)?;
         let local = request.extensions().get::<LocalStringToSign>().cloned();
-        let response =
-            match tokio::time::timeout(self.config.read_timeout, self.client.request(request)).await {
-                Err(_) => return Err(AttemptError::transient(OriginError::Timeout)),
-                Ok(Err(e)) => return Err(classify_client_error(&e)),
-                Ok(Ok(r)) => r,
-            };
+        let response = match tokio::time::timeout(self.config.read_timeout, self.client.request(request)).await {
+            Err(_) => return Err(AttemptError::transient(OriginError::Timeout)),
+            Ok(Err(e)) => return Err(classify_client_error(&e)),
+            Ok(Ok(r)) => r,
+        };
         self.answer(req, response, local).await
     }
 
@@ -227,9 +223,7 @@ impl HttpClient {
         let status = response.status();
         let (parts, body) = response.into_parts();
         match status {
-            StatusCode::OK | StatusCode::PARTIAL_CONTENT => {
-                self.object(req, status, &parts.headers, body).await
-            }
+            StatusCode::OK | StatusCode::PARTIAL_CONTENT => self.object(req, status, &parts.headers, body).await,
             StatusCode::NOT_MODIFIED => Ok(Fetched::NotModified(parse_meta(&parts.headers))),
             StatusCode::NOT_FOUND | StatusCode::GONE => Err(AttemptError::fatal(OriginError::NotFound)),
             StatusCode::UNAUTHORIZED => Err(AttemptError::fatal(OriginError::AuthFailed)),
@@ -306,10 +300,7 @@ impl HttpClient {
                 let (start, end) = range.unwrap_or((0, len));
                 if len > req.buffer_limit || range.is_some() {
                     let stream = futures_util::stream::once(async move { Ok(bytes) }).boxed();
-                    return Ok(Fetched::Object(Object {
-                        meta,
-                        body: Body::Stream { stream, range: (start, end) },
-                    }));
+                    return Ok(Fetched::Object(Object { meta, body: Body::Stream { stream, range: (start, end) } }));
                 }
                 Ok(Fetched::Object(Object { meta, body: Body::Full(bytes) }))
             }
@@ -347,8 +338,7 @@ fn conditional_headers(req: &FetchRequest<'_>) -> Vec<(String, String)> {
 /// Maps a 403 to a variant from the XML `<Code>`; logs (never returns) the details.
 fn forbidden(headers: &HeaderMap, body: &str, local: Option<&LocalStringToSign>) -> OriginError {
     let code = xml_element(body, "Code").unwrap_or_default();
-    let request_id =
-        header_str(headers, "x-oss-request-id").or_else(|| header_str(headers, "x-amz-request-id"));
+    let request_id = header_str(headers, "x-oss-request-id").or_else(|| header_str(headers, "x-amz-request-id"));
     let error = match code {
         "SignatureDoesNotMatch"
         | "InvalidAccessKeyId"
@@ -460,9 +450,7 @@ fn capped_stream(body: Incoming, len: u64, read_timeout: Duration) -> BodyStream
                 Err(_) => return Some((Err(io_error("origin body timed out")), (body, seen, true))),
                 Ok(None) if seen == len => return None,
                 Ok(None) => return Some((Err(io_error("origin body ended early")), (body, seen, true))),
-                Ok(Some(Err(e))) => {
-                    return Some((Err(io_error(&format!("origin body: {e}"))), (body, seen, true)))
-                }
+                Ok(Some(Err(e))) => return Some((Err(io_error(&format!("origin body: {e}"))), (body, seen, true))),
                 Ok(Some(Ok(f))) => f,
             };
             let Ok(data) = frame.into_data() else { continue };
@@ -498,8 +486,7 @@ pub fn parse_meta(headers: &HeaderMap) -> ObjectMeta {
         last_modified: header_str(headers, "last-modified").and_then(|v| httpdate::parse_http_date(v).ok()),
         cache_control: text(header::CACHE_CONTROL),
         // RFC 9111 5.3: an invalid Expires (e.g. "0") means "already expired".
-        expires: header_str(headers, "expires")
-            .map(|v| httpdate::parse_http_date(v).unwrap_or(SystemTime::UNIX_EPOCH)),
+        expires: header_str(headers, "expires").map(|v| httpdate::parse_http_date(v).unwrap_or(SystemTime::UNIX_EPOCH)),
         pragma_no_cache: headers
             .get_all(header::PRAGMA)
             .iter()
@@ -513,8 +500,7 @@ fn parse_content_range(v: &str) -> Option<(u64, u64, u64)> {
     let rest = v.trim().strip_prefix("bytes ")?;
     let (span, total) = rest.split_once('/')?;
     let (first, last) = span.split_once('-')?;
-    let (first, last, total): (u64, u64, u64) =
-        (first.parse().ok()?, last.parse().ok()?, total.parse().ok()?);
+    let (first, last, total): (u64, u64, u64) = (first.parse().ok()?, last.parse().ok()?, total.parse().ok()?);
     (first <= last && last < total).then_some((first, last + 1, total))
 }
 
@@ -566,20 +552,15 @@ impl HttpOrigin {
     /// # Errors
     /// `OriginError::Config` for anything else (user info, query, bad host).
     pub fn new(spec: &str, client: HttpClient) -> Result<Self, OriginError> {
-        let uri: http::Uri =
-            spec.parse().map_err(|e| OriginError::Config(format!("origin URL {spec:?}: {e}")))?;
+        let uri: http::Uri = spec.parse().map_err(|e| OriginError::Config(format!("origin URL {spec:?}: {e}")))?;
         let scheme = match uri.scheme_str() {
             Some(s @ ("http" | "https")) => s.to_owned(),
-            _ => {
-                return Err(OriginError::Config(format!("origin URL {spec:?}: scheme must be http or https")))
-            }
+            _ => return Err(OriginError::Config(format!("origin URL {spec:?}: scheme must be http or https"))),
         };
         let authority = uri
             .authority()
             .filter(|a| !a.as_str().contains('@') && !a.host().is_empty())
-            .ok_or_else(|| {
-                OriginError::Config(format!("origin URL {spec:?}: needs a host and no user info"))
-            })?
+            .ok_or_else(|| OriginError::Config(format!("origin URL {spec:?}: needs a host and no user info")))?
             .as_str()
             .to_owned();
         if uri.query().is_some() {
@@ -619,8 +600,7 @@ mod tests {
 
     #[test]
     fn xml_code_is_found() {
-        let body =
-            "<?xml version=\"1.0\"?><Error><Code>SignatureDoesNotMatch</Code><Message>x</Message></Error>";
+        let body = "<?xml version=\"1.0\"?><Error><Code>SignatureDoesNotMatch</Code><Message>x</Message></Error>";
         assert_eq!(xml_element(body, "Code"), Some("SignatureDoesNotMatch"));
         assert_eq!(xml_element(body, "Nope"), None);
     }

@@ -263,9 +263,8 @@ impl Endpoint {
             None => ("https", s),
         };
         let host = rest.strip_suffix('/').unwrap_or(rest);
-        let valid = !host.is_empty()
-            && host.parse::<::http::uri::Authority>().is_ok()
-            && !host.contains(['@', '/', '?', '#']);
+        let valid =
+            !host.is_empty() && host.parse::<::http::uri::Authority>().is_ok() && !host.contains(['@', '/', '?', '#']);
         if !valid {
             return Err(OriginError::Config(format!("endpoint {s:?}: expected host[:port]")));
         }
@@ -380,7 +379,8 @@ impl Origin {
                     return Err(OriginError::Config(format!("{scheme}:// origin: unknown parameter {unknown:?}")));
                 }
                 let endpoint = Endpoint::parse(
-                    get("endpoint").ok_or_else(|| OriginError::Config(format!("{scheme}:// origin needs endpoint=")))?,
+                    get("endpoint")
+                        .ok_or_else(|| OriginError::Config(format!("{scheme}:// origin needs endpoint=")))?,
                 )?;
                 let region = get("region").unwrap_or("");
                 let addressing = match get("addressing") {
@@ -394,7 +394,14 @@ impl Origin {
                 };
                 let client = self::http::HttpClient::new(config)?;
                 if scheme == "s3" {
-                    return Ok(Origin::S3(s3::S3Origin::new(bucket, endpoint, region, addressing, creds.aws.clone(), client)?));
+                    return Ok(Origin::S3(s3::S3Origin::new(
+                        bucket,
+                        endpoint,
+                        region,
+                        addressing,
+                        creds.aws.clone(),
+                        client,
+                    )?));
                 }
                 let version = match get("signature") {
                     None | Some("v4" | "V4") => oss::SignatureVersion::V4,
@@ -403,7 +410,15 @@ impl Origin {
                         return Err(OriginError::Config(format!("oss:// origin: unknown signature {other:?}")))
                     }
                 };
-                Ok(Origin::Oss(oss::OssOrigin::new(bucket, endpoint, region, version, addressing, creds.oss.clone(), client)?))
+                Ok(Origin::Oss(oss::OssOrigin::new(
+                    bucket,
+                    endpoint,
+                    region,
+                    version,
+                    addressing,
+                    creds.oss.clone(),
+                    client,
+                )?))
             }
             other => Err(OriginError::Config(format!(
                 "unsupported origin scheme {other:?}; use a folder, http(s)://, oss:// or s3://"
@@ -467,11 +482,7 @@ fn parse_params(query: &str) -> Result<Vec<(String, String)>, OriginError> {
 
 /// Answers a conditional request from metadata: true when the client's validators
 /// say its copy is current (so the answer is 304).
-pub fn is_not_modified(
-    meta: &ObjectMeta,
-    if_none_match: Option<&str>,
-    if_modified_since: Option<SystemTime>,
-) -> bool {
+pub fn is_not_modified(meta: &ObjectMeta, if_none_match: Option<&str>, if_modified_since: Option<SystemTime>) -> bool {
     validators_match(meta.etag.as_deref(), meta.last_modified, if_none_match, if_modified_since)
 }
 
@@ -498,15 +509,11 @@ pub fn validators_match(
 pub fn etag_list_matches(list: &str, etag: &str) -> bool {
     let strip = |s: &str| s.trim().trim_start_matches("W/").to_owned();
     let want = strip(etag);
-    list.split(',')
-        .map(str::trim)
-        .any(|t| t == "*" || strip(t) == want)
+    list.split(',').map(str::trim).any(|t| t == "*" || strip(t) == want)
 }
 
 fn truncate_to_secs(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -527,10 +534,7 @@ mod tests {
 
     #[test]
     fn oss_specs_parse() {
-        let creds = OriginCredentials {
-            oss: Some(Credentials::new("LTAIid", "sekrit").with_token("tok")),
-            aws: None,
-        };
+        let creds = OriginCredentials { oss: Some(Credentials::new("LTAIid", "sekrit").with_token("tok")), aws: None };
         let cfg = OriginConfig::default();
         let o = Origin::from_spec_with(
             "oss://media-bucket?endpoint=oss-cn-beijing.aliyuncs.com&region=cn-beijing",
@@ -539,7 +543,10 @@ mod tests {
         )
         .unwrap();
         let d = o.describe();
-        assert_eq!(d, "oss bucket media-bucket at https://oss-cn-beijing.aliyuncs.com (region cn-beijing, V4, virtual, signed)");
+        assert_eq!(
+            d,
+            "oss bucket media-bucket at https://oss-cn-beijing.aliyuncs.com (region cn-beijing, V4, virtual, signed)"
+        );
         assert!(!d.contains("sekrit") && !d.contains("tok") && !format!("{o:?}").contains("sekrit"));
         let o = Origin::from_spec_with(
             "oss://media-bucket?endpoint=http%3A%2F%2F127.0.0.1%3A9000&region=cn-beijing&signature=v1",
@@ -547,7 +554,11 @@ mod tests {
             &cfg,
         )
         .unwrap();
-        assert!(o.describe().contains("http://127.0.0.1:9000") && o.describe().contains("V1, path"), "{}", o.describe());
+        assert!(
+            o.describe().contains("http://127.0.0.1:9000") && o.describe().contains("V1, path"),
+            "{}",
+            o.describe()
+        );
         let o = Origin::from_spec_with(
             "oss://media-bucket?endpoint=img.example.com&region=cn-beijing&addressing=cname",
             &creds,

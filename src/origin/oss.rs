@@ -59,15 +59,7 @@ impl OssOrigin {
             return Err(OriginError::Config("OSS V4 signing needs region=".into()));
         }
         let region = region.strip_prefix("oss-").unwrap_or(region).to_owned();
-        Ok(OssOrigin {
-            bucket: bucket.to_owned(),
-            endpoint,
-            region,
-            version,
-            addressing,
-            credentials,
-            client,
-        })
+        Ok(OssOrigin { bucket: bucket.to_owned(), endpoint, region, version, addressing, credentials, client })
     }
 
     /// Credential-free description for logs.
@@ -130,9 +122,7 @@ impl OssOrigin {
     /// See [`OriginError`].
     pub async fn fetch(&self, req: &FetchRequest<'_>) -> Result<Fetched, OriginError> {
         let method = if req.head_only { "HEAD" } else { "GET" };
-        self.client
-            .fetch(req, |extra| self.build_request(method, req.key, &[], extra, SystemTime::now()))
-            .await
+        self.client.fetch(req, |extra| self.build_request(method, req.key, &[], extra, SystemTime::now())).await
     }
 }
 
@@ -159,10 +149,7 @@ mod tests {
             origin(Addressing::Path, SignatureVersion::V4).target(key),
             ("oss-cn-hangzhou.aliyuncs.com".into(), "/examplebucket/uploads/u1/my%20photo%2B1.jpg".into())
         );
-        assert_eq!(
-            origin(Addressing::Cname, SignatureVersion::V4).target("a").0,
-            "oss-cn-hangzhou.aliyuncs.com"
-        );
+        assert_eq!(origin(Addressing::Cname, SignatureVersion::V4).target("a").0, "oss-cn-hangzhou.aliyuncs.com");
     }
 
     #[tokio::test]
@@ -171,9 +158,8 @@ mod tests {
         // signed resource does not depend on addressing.
         let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_714_979_289);
         for addressing in [Addressing::Virtual, Addressing::Cname, Addressing::Path] {
-            let r = origin(addressing, SignatureVersion::V4)
-                .build_request("GET", "photos/cat.jpg", &[], &[], now)
-                .unwrap();
+            let r =
+                origin(addressing, SignatureVersion::V4).build_request("GET", "photos/cat.jpg", &[], &[], now).unwrap();
             let auth = r.headers()["authorization"].to_str().unwrap();
             assert!(auth.starts_with("OSS4-HMAC-SHA256 Credential=LTAI5tExampleAccessKeyID/20240506/cn-hangzhou/oss/aliyun_v4_request,Signature="), "{auth}");
             assert_eq!(r.headers()["x-oss-range-behavior"], "standard");

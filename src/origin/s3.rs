@@ -47,14 +47,7 @@ impl S3Origin {
         if region.is_empty() {
             return Err(OriginError::Config("s3 origins need region=".into()));
         }
-        Ok(S3Origin {
-            bucket: bucket.to_owned(),
-            endpoint,
-            region: region.to_owned(),
-            addressing,
-            credentials,
-            client,
-        })
+        Ok(S3Origin { bucket: bucket.to_owned(), endpoint, region: region.to_owned(), addressing, credentials, client })
     }
 
     /// Credential-free description for logs.
@@ -112,9 +105,7 @@ impl S3Origin {
     /// See [`OriginError`].
     pub async fn fetch(&self, req: &FetchRequest<'_>) -> Result<Fetched, OriginError> {
         let method = if req.head_only { "HEAD" } else { "GET" };
-        self.client
-            .fetch(req, |extra| self.build_request(method, req.key, &[], extra, SystemTime::now()))
-            .await
+        self.client.fetch(req, |extra| self.build_request(method, req.key, &[], extra, SystemTime::now())).await
     }
 }
 

@@ -258,13 +258,7 @@ pub fn oss_v1_header(input: &SignInput<'_>, creds: &Credentials, now: SystemTime
     let signature = v1_signature(&creds.access_key_secret, &string_to_sign);
     let authorization = format!("OSS {}:{}", creds.access_key_id, signature);
     added.push(("authorization".into(), authorization.clone()));
-    SignedHeaders {
-        headers: added,
-        canonical_request: String::new(),
-        string_to_sign,
-        signature,
-        authorization,
-    }
+    SignedHeaders { headers: added, canonical_request: String::new(), string_to_sign, signature, authorization }
 }
 
 /// Presigns a request with OSS V1: `OSSAccessKeyId`, `Expires` (absolute Unix
@@ -277,8 +271,7 @@ pub fn oss_v1_presign(input: &SignInput<'_>, creds: &Credentials, expires_unix: 
     let expires = expires_unix.to_string();
     let string_to_sign = v1_string_to_sign(input, &lower_pairs(input.headers), &expires, &extra);
     let signature = v1_signature(&creds.access_key_secret, &string_to_sign);
-    let mut query =
-        vec![("OSSAccessKeyId".to_owned(), creds.access_key_id.clone()), ("Expires".to_owned(), expires)];
+    let mut query = vec![("OSSAccessKeyId".to_owned(), creds.access_key_id.clone()), ("Expires".to_owned(), expires)];
     query.extend(extra);
     query.push(("Signature".to_owned(), signature.clone()));
     Presigned { query, canonical_request: String::new(), string_to_sign, signature }
@@ -311,12 +304,8 @@ fn v1_string_to_sign(
         s.push('/');
     }
     s.push_str(input.key);
-    let mut sub: Vec<&(String, String)> = input
-        .query
-        .iter()
-        .chain(extra_query)
-        .filter(|(k, _)| V1_SUBRESOURCES.contains(&k.as_str()))
-        .collect();
+    let mut sub: Vec<&(String, String)> =
+        input.query.iter().chain(extra_query).filter(|(k, _)| V1_SUBRESOURCES.contains(&k.as_str())).collect();
     sub.sort();
     for (i, (k, v)) in sub.into_iter().enumerate() {
         s.push(if i == 0 { '?' } else { '&' });
@@ -456,11 +445,8 @@ fn v4_canonical_request(
     let mut q: Vec<(String, String)> =
         query.iter().map(|(k, v)| (uri_encode(k, false), uri_encode(v, false))).collect();
     q.sort();
-    let canonical_query = q
-        .iter()
-        .map(|(k, v)| if v.is_empty() { k.clone() } else { format!("{k}={v}") })
-        .collect::<Vec<_>>()
-        .join("&");
+    let canonical_query =
+        q.iter().map(|(k, v)| if v.is_empty() { k.clone() } else { format!("{k}={v}") }).collect::<Vec<_>>().join("&");
     let mut s = format!("{}\n{}\n{canonical_query}\n", input.method, uri_encode(&uri, true));
     let signed = canonical_headers(headers, |n| {
         n.starts_with("x-oss-") || n == "content-type" || n == "content-md5" || extra.iter().any(|e| e == n)
@@ -583,8 +569,7 @@ pub fn aws_v4_presign(
     }
     let query: Vec<(String, String)> = input.query.iter().chain(&added).cloned().collect();
     let signed = vec![("host".to_owned(), target.host.to_owned())];
-    let canonical_request =
-        aws_canonical_request(input.method, target.path, &query, &signed, "host", UNSIGNED_PAYLOAD);
+    let canonical_request = aws_canonical_request(input.method, target.path, &query, &signed, "host", UNSIGNED_PAYLOAD);
     let string_to_sign = format!("{AWS4_ALGORITHM}\n{datetime}\n{scope}\n{}", sha256_hex(&canonical_request));
     let key = aws_v4_signing_key(&creds.access_key_secret, &datetime[..8], region);
     let signature = hex::encode(hmac_sha256(&key, string_to_sign.as_bytes()));
@@ -791,10 +776,8 @@ mod tests {
         list.iter()
             .map(|v| {
                 let i = &v["input"];
-                let mut creds = Credentials::new(
-                    i["access_key_id"].as_str().unwrap(),
-                    i["access_key_secret"].as_str().unwrap(),
-                );
+                let mut creds =
+                    Credentials::new(i["access_key_id"].as_str().unwrap(), i["access_key_secret"].as_str().unwrap());
                 if let Some(t) = i["security_token"].as_str() {
                     creds = creds.with_token(t);
                 }
@@ -980,13 +963,8 @@ mod tests {
             (vec![], "kSHKmLxlyEAKtZPkJhG9bZb5k7M="),
             (vec![("acl".to_owned(), String::new())], "/afkugFbmWDQ967j1vr6zygBLQk="),
         ] {
-            let input = SignInput {
-                method: "PUT",
-                bucket: "examplebucket",
-                key: "nelson",
-                query: &query,
-                headers: &headers,
-            };
+            let input =
+                SignInput { method: "PUT", bucket: "examplebucket", key: "nelson", query: &query, headers: &headers };
             assert_eq!(oss_v1_header(&input, &creds, now).signature, want);
         }
         let q = vec![("versionId".to_owned(), "versionId".to_owned())];

@@ -150,9 +150,9 @@ fn check_source(meta: &Meta, format: Format, limits: &Limits) -> Result<(), Proc
 
 /// libjpeg's standard luminance quantisation table (natural order; only its sum is used).
 const STD_LUMA: [u32; 64] = [
-    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
-    14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113,
-    92, 49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99,
+    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56, 14, 17, 22, 29, 51,
+    87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92, 49, 64, 78, 87, 103, 121, 120, 101,
+    72, 92, 95, 98, 112, 100, 103, 99,
 ];
 
 /// Estimates the IJG quality that produced a luminance table, by comparing table sums with
@@ -201,11 +201,7 @@ fn probe_jpeg(src: &[u8]) -> Result<Meta, ProcessError> {
         match marker {
             0xE0 if payload.starts_with(b"JFIF\0") && payload.len() >= 12 => {
                 let d = &payload[5..];
-                meta.jfif_density = Some((
-                    d[2],
-                    u16::from_be_bytes([d[3], d[4]]),
-                    u16::from_be_bytes([d[5], d[6]]),
-                ));
+                meta.jfif_density = Some((d[2], u16::from_be_bytes([d[3], d[4]]), u16::from_be_bytes([d[5], d[6]])));
             }
             0xE1 if payload.starts_with(b"Exif\0\0") && meta.exif.is_none() => {
                 meta.exif = Some(payload[6..].to_vec());
@@ -247,9 +243,7 @@ fn probe_jpeg(src: &[u8]) -> Result<Meta, ProcessError> {
 }
 
 fn orientation_from_exif(exif: Option<&[u8]>) -> u8 {
-    exif.and_then(image::metadata::Orientation::from_exif_chunk)
-        .map(|o| o.to_exif())
-        .unwrap_or(1)
+    exif.and_then(image::metadata::Orientation::from_exif_chunk).map(|o| o.to_exif()).unwrap_or(1)
 }
 
 // ---------------------------------------------------------------- other formats
@@ -551,9 +545,8 @@ fn collect_frames(
 }
 
 fn decode_jpeg(src: &[u8], meta: &Meta, scale: LoadScale) -> Result<DynamicImage, ProcessError> {
-    let coarse = (scale.coarse_ac && meta.progressive)
-        .then(|| super::jpeg_scans::without_ac_lsb_refinement(src))
-        .flatten();
+    let coarse =
+        (scale.coarse_ac && meta.progressive).then(|| super::jpeg_scans::without_ac_lsb_refinement(src)).flatten();
     let src = coarse.as_deref().unwrap_or(src);
     let mut d = tj::Decoder::new()?;
     let header = d.header(src)?;
@@ -693,7 +686,12 @@ mod tj {
         }
 
         /// Decodes to RGB (or CMYK for CMYK/YCCK files) with DCT scaling by `1/shrink`.
-        pub fn decompress(&mut self, src: &[u8], header: &Header, shrink: u32) -> Result<(Vec<u8>, u32, u32), ProcessError> {
+        pub fn decompress(
+            &mut self,
+            src: &[u8],
+            header: &Header,
+            shrink: u32,
+        ) -> Result<(Vec<u8>, u32, u32), ProcessError> {
             let shrink = match shrink {
                 2 | 4 | 8 => shrink,
                 _ => 1,
@@ -778,8 +776,7 @@ pub(crate) fn encode(pic: &Picture, fmt: Format, opts: &EncodeOptions) -> Result
                 // PNG iCCP; an encoder refusal only loses the profile, never the image.
                 let _ = e.set_icc_profile(icc.clone());
             }
-            e.write_image(first.as_bytes(), first.width(), first.height(), ext_color(first))
-                .map_err(enc_err)?;
+            e.write_image(first.as_bytes(), first.width(), first.height(), ext_color(first)).map_err(enc_err)?;
         }
         Format::Bmp => {
             bmp::BmpEncoder::new(&mut out)
@@ -792,8 +789,7 @@ pub(crate) fn encode(pic: &Picture, fmt: Format, opts: &EncodeOptions) -> Result
             if let Some(icc) = &opts.icc {
                 let _ = e.set_icc_profile(icc.clone());
             }
-            e.write_image(first.as_bytes(), first.width(), first.height(), ext_color(first))
-                .map_err(enc_err)?;
+            e.write_image(first.as_bytes(), first.width(), first.height(), ext_color(first)).map_err(enc_err)?;
         }
         Format::Gif => out = encode_gif(pic)?,
         Format::Avif => out = encode_avif(first, opts)?,
@@ -812,7 +808,11 @@ pub(crate) const PNG_COMPRESSION: png::CompressionType = png::CompressionType::L
 fn encode_avif(img: &DynamicImage, opts: &EncodeOptions) -> Result<Vec<u8>, ProcessError> {
     let (w, h) = (img.width() as usize, img.height() as usize);
     let quality = f32::from(opts.quality.clamp(1, 100));
-    let enc = ravif::Encoder::new().with_quality(quality).with_alpha_quality(quality).with_speed(10).with_num_threads(Some(1));
+    let enc = ravif::Encoder::new()
+        .with_quality(quality)
+        .with_alpha_quality(quality)
+        .with_speed(10)
+        .with_num_threads(Some(1));
     let encoded = if img.color().has_alpha() && picture::has_transparency(img) {
         let rgba = img.to_rgba8();
         let px: Vec<ravif::RGBA8> = rgba.pixels().map(|p| ravif::RGBA8::new(p[0], p[1], p[2], p[3])).collect();

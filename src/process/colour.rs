@@ -58,7 +58,8 @@ pub(crate) fn to_srgb(pic: &mut Picture, icc: &[u8]) -> Result<Converted, Proces
                 let alpha = f.img.color().has_alpha();
                 let ch = if alpha { 4 } else { 3 };
                 let grey: Vec<u8> = f.img.as_bytes().chunks_exact(ch).map(|p| p[0]).collect();
-                let Ok(t) = src.create_transform_8bit(Layout::Gray, &dst, Layout::Rgb, TransformOptions::default()) else {
+                let Ok(t) = src.create_transform_8bit(Layout::Gray, &dst, Layout::Rgb, TransformOptions::default())
+                else {
                     return Ok(Converted::Done);
                 };
                 let mut rgb = picture::try_alloc(picture::buf_len(f.img.width(), f.img.height(), 3)?)?;

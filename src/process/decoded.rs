@@ -185,7 +185,8 @@ mod tests {
     fn bounded_in_bytes() {
         let cache = DecodedCache::new(100_000).unwrap();
         for i in 0..20u32 {
-            cache.insert(DecodedKey::new(&i.to_le_bytes(), 1), decoded(1, 1000)); // 30 kB each
+            cache.insert(DecodedKey::new(&i.to_le_bytes(), 1), decoded(1, 1000));
+            // 30 kB each
         }
         assert!(cache.weighted_size() <= 100_000);
         assert!(DecodedCache::new(0).is_none());
@@ -195,7 +196,8 @@ mod tests {
     fn gives_way_to_a_large_decode() {
         let cache = DecodedCache::new(100_000).unwrap();
         for i in 0..3u32 {
-            cache.insert(DecodedKey::new(&i.to_le_bytes(), 1), decoded(1, 1000)); // 30 kB each
+            cache.insert(DecodedKey::new(&i.to_le_bytes(), 1), decoded(1, 1000));
+            // 30 kB each
         }
         cache.make_room(10_000);
         assert_eq!(cache.weighted_size(), 90_000, "enough room already: nothing dropped");

@@ -102,8 +102,8 @@ impl Fonts {
         let mut files = Vec::with_capacity(FACES.len());
         for (name, _) in FACES {
             let path = dir.join(name);
-            let bytes = std::fs::read(&path)
-                .map_err(|source| FontError::Read { path: path.display().to_string(), source })?;
+            let bytes =
+                std::fs::read(&path).map_err(|source| FontError::Read { path: path.display().to_string(), source })?;
             files.push((path.display().to_string(), bytes));
         }
         Fonts::from_bytes(files)
@@ -115,7 +115,9 @@ impl Fonts {
     /// A missing or broken font, or one without the glyphs it is used for.
     pub fn from_bytes(files: Vec<(String, Vec<u8>)>) -> Result<Fonts, FontError> {
         if files.len() != FACES.len() {
-            return Err(FontError::Invalid { path: format!("{} font files given, {} needed", files.len(), FACES.len()) });
+            return Err(FontError::Invalid {
+                path: format!("{} font files given, {} needed", files.len(), FACES.len()),
+            });
         }
         let mut faces = Vec::with_capacity(FACES.len());
         for ((path, bytes), (_, probe)) in files.into_iter().zip(FACES) {

@@ -127,9 +127,8 @@ mod tests {
 
     #[test]
     fn any_prefix_or_bit_flip_is_handled_without_panic() {
-        let well_formed = |out: Option<Vec<u8>>| {
-            out.is_none_or(|f| f.starts_with(&[0xFF, 0xD8]) && f.ends_with(&[0xFF, 0xD9]))
-        };
+        let well_formed =
+            |out: Option<Vec<u8>>| out.is_none_or(|f| f.starts_with(&[0xFF, 0xD8]) && f.ends_with(&[0xFF, 0xD9]));
         for cut in (0..PROGRESSIVE.len()).step_by(97) {
             assert!(without_ac_lsb_refinement(&PROGRESSIVE[..cut]).is_none(), "cut at {cut}: no EOI");
         }

@@ -47,11 +47,11 @@ pub(crate) mod codec;
 pub(crate) mod colour;
 pub mod decoded;
 pub mod fonts;
-pub mod memo;
 pub(crate) mod jpeg_scans;
-pub(crate) mod picture;
+pub mod memo;
 pub(crate) mod ops;
 pub(crate) mod parse;
+pub(crate) mod picture;
 pub(crate) mod pipeline;
 #[doc(hidden)]
 pub mod stages;
@@ -185,12 +185,7 @@ impl ProcessError {
         self.message.clone()
     }
 
-    pub(crate) fn new(
-        status: u16,
-        code: &'static str,
-        ec: Option<&'static str>,
-        message: impl Into<String>,
-    ) -> Self {
+    pub(crate) fn new(status: u16, code: &'static str, ec: Option<&'static str>, message: impl Into<String>) -> Self {
         ProcessError { status, code, ec, message: message.into() }
     }
 

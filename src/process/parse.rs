@@ -49,13 +49,7 @@ fn check_range(s: &str, min: i64, max: i64) -> Result<i64, NumError> {
 }
 
 /// Builds the OSS-style message for a rejected number.
-pub(crate) fn number_error(
-    param: &str,
-    value: &str,
-    min: i64,
-    max: i64,
-    ec: Option<&'static str>,
-) -> ProcessError {
+pub(crate) fn number_error(param: &str, value: &str, min: i64, max: i64, ec: Option<&'static str>) -> ProcessError {
     if parse_number(value).is_none() {
         ProcessError::invalid(param, value, "Value must be digit", ec)
     } else {
@@ -87,28 +81,17 @@ impl<'a> Args<'a> {
     }
 
     /// An integer parameter in `[min, max]`, if present.
-    pub fn int(
-        &self,
-        key: &str,
-        min: i64,
-        max: i64,
-        ec: Option<&'static str>,
-    ) -> Result<Option<i64>, ProcessError> {
+    pub fn int(&self, key: &str, min: i64, max: i64, ec: Option<&'static str>) -> Result<Option<i64>, ProcessError> {
         match self.get(key) {
             None => Ok(None),
-            Some(v) => check_range(v, min, max)
-                .map(Some)
-                .map_err(|_| number_error(key, v, min, max, ec)),
+            Some(v) => check_range(v, min, max).map(Some).map_err(|_| number_error(key, v, min, max, ec)),
         }
     }
 
     /// The single positional value of a one-value operation (spec §1.2 rule 5).
     ///
     /// `missing_ec` is used when no value is given, `extra_ec` when several are.
-    pub fn single(
-        &self,
-        missing_ec: Option<&'static str>,
-    ) -> Result<&'a str, ProcessError> {
+    pub fn single(&self, missing_ec: Option<&'static str>) -> Result<&'a str, ProcessError> {
         match self.positional.as_slice() {
             [] => Err(ProcessError::missing(self.op, "value", missing_ec)),
             [v] => Ok(v),
@@ -153,8 +136,7 @@ pub(crate) fn base64url(value: &str) -> Option<Vec<u8>> {
 
 /// A style name: 1–63 of letters, digits, `_`, `-`, `.` (spec §4.18).
 fn is_style_name(name: &str) -> bool {
-    (1..=63).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+    (1..=63).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
 /// Entry point behind [`super::parse`].
@@ -165,12 +147,7 @@ pub(crate) fn parse(value: &str, styles: &Styles, limits: &Limits) -> Result<Pip
             return Err(ProcessError::invalid("style", name, "Invalid style name", None));
         }
         let Some(chain) = styles.get(name) else {
-            return Err(ProcessError::new(
-                404,
-                "NoSuchStyle",
-                None,
-                "The specified style does not exist.",
-            ));
+            return Err(ProcessError::new(404, "NoSuchStyle", None, "The specified style does not exist."));
         };
         // A style's content uses the same grammar but may not refer to another style.
         if !chain.starts_with("image/") && chain != "image" {
@@ -207,10 +184,7 @@ fn parse_image_chain(value: &str, limits: &Limits) -> Result<Pipeline, ProcessEr
         }
         if pipeline.terminal.is_some() {
             // [decision] spec §1.3: info/average-hue must be the last operation.
-            return Err(ProcessError::invalid_msg(
-                "info and average-hue must be the last operation.",
-                None,
-            ));
+            return Err(ProcessError::invalid_msg("info and average-hue must be the last operation.", None));
         }
         let mut tokens = seg.split(',');
         let name = tokens.next().unwrap_or_default();
@@ -220,9 +194,7 @@ fn parse_image_chain(value: &str, limits: &Limits) -> Result<Pipeline, ProcessEr
             "crop" => pipeline.ops.push(Op::Crop(ops::crop::parse_args(&args)?)),
             "indexcrop" => pipeline.ops.push(Op::IndexCrop(ops::indexcrop::parse_args(&args)?)),
             "circle" => pipeline.ops.push(Op::Circle(ops::circle::parse_args(&args)?)),
-            "rounded-corners" => {
-                pipeline.ops.push(Op::RoundedCorners(ops::rounded_corners::parse_args(&args)?))
-            }
+            "rounded-corners" => pipeline.ops.push(Op::RoundedCorners(ops::rounded_corners::parse_args(&args)?)),
             "rotate" => pipeline.ops.push(Op::Rotate(ops::rotate::parse_args(&args)?)),
             "blur" => pipeline.ops.push(Op::Blur(ops::blur::parse_args(&args)?)),
             "bright" => pipeline.ops.push(Op::Bright(ops::bright::parse_args(&args)?)),
@@ -248,11 +220,7 @@ fn parse_image_chain(value: &str, limits: &Limits) -> Result<Pipeline, ProcessEr
         return Err(ProcessError::invalid_msg("operator not specified", Some("0040-00000212")));
     }
     // Spec §4.15: at most 3 image watermarks per request ([decision] 400 InvalidArgument).
-    let images = pipeline
-        .ops
-        .iter()
-        .filter(|o| matches!(o, Op::Watermark(w) if w.image.is_some()))
-        .count();
+    let images = pipeline.ops.iter().filter(|o| matches!(o, Op::Watermark(w) if w.image.is_some())).count();
     if images > 3 {
         return Err(ProcessError::invalid_msg("At most 3 image watermarks are allowed in one request.", None));
     }

@@ -66,8 +66,7 @@ pub(crate) fn normalize(img: DynamicImage) -> DynamicImage {
 /// Allocates a zeroed byte buffer without aborting the process when memory is short.
 pub(crate) fn try_alloc(len: usize) -> Result<Vec<u8>, ProcessError> {
     let mut v = Vec::new();
-    v.try_reserve_exact(len)
-        .map_err(|_| ProcessError::too_large("Not enough memory for the image.", None))?;
+    v.try_reserve_exact(len).map_err(|_| ProcessError::too_large("Not enough memory for the image.", None))?;
     v.resize(len, 0);
     Ok(v)
 }
@@ -165,8 +164,7 @@ pub(crate) fn resample(
     let buf = try_alloc(buf_len(w, h, ch)?)?;
     let mut dst = fir::images::Image::from_vec_u8(w, h, buf, pt)
         .map_err(|e| ProcessError::internal(format!("resize destination: {e}")))?;
-    let mut opts = fir::ResizeOptions::new()
-        .resize_alg(fir::ResizeAlg::Convolution(fir::FilterType::Lanczos3));
+    let mut opts = fir::ResizeOptions::new().resize_alg(fir::ResizeAlg::Convolution(fir::FilterType::Lanczos3));
     if let Some((l, t, rw, rh)) = region {
         opts = opts.crop(l, t, rw, rh);
     }
@@ -191,20 +189,15 @@ pub(crate) fn box_shrink(img: DynamicImage, d: u32) -> Result<DynamicImage, Proc
     let alpha = img.color().has_alpha();
     let (pt, ch) = if alpha { (fir::PixelType::U8x4, 4) } else { (fir::PixelType::U8x3, 3) };
     let err = |what: &str, e: &dyn std::fmt::Display| ProcessError::internal(format!("shrink {what}: {e}"));
-    let mut src = fir::images::Image::from_vec_u8(sw, sh, img.into_bytes(), pt)
-        .map_err(|e| err("source", &e))?;
+    let mut src = fir::images::Image::from_vec_u8(sw, sh, img.into_bytes(), pt).map_err(|e| err("source", &e))?;
     let muldiv = fir::MulDiv::default();
     if alpha {
         muldiv.multiply_alpha_inplace(&mut src).map_err(|e| err("premultiply", &e))?;
     }
     let mut dst = fir::images::Image::from_vec_u8(w, h, try_alloc(buf_len(w, h, ch)?)?, pt)
         .map_err(|e| err("destination", &e))?;
-    let opts = fir::ResizeOptions::new()
-        .resize_alg(fir::ResizeAlg::Convolution(fir::FilterType::Box))
-        .use_alpha(false);
-    RESIZER
-        .with(|r| r.borrow_mut().resize(&src, &mut dst, &opts))
-        .map_err(|e| err("resize", &e))?;
+    let opts = fir::ResizeOptions::new().resize_alg(fir::ResizeAlg::Convolution(fir::FilterType::Box)).use_alpha(false);
+    RESIZER.with(|r| r.borrow_mut().resize(&src, &mut dst, &opts)).map_err(|e| err("resize", &e))?;
     drop(src);
     if alpha {
         muldiv.divide_alpha_inplace(&mut dst).map_err(|e| err("unpremultiply", &e))?;

@@ -12,11 +12,11 @@ use image::metadata::Orientation;
 
 use super::codec::{self, EncodeOptions, LoadScale};
 use super::decoded::{Decoded, DecodedKey};
-use super::picture::Picture;
 use super::ops::format::Format;
 use super::ops::quality::{self, Quality};
 use super::ops::resize::Plan;
 use super::ops::{self, Op};
+use super::picture::Picture;
 use super::{Output, ProcessError, RunContext};
 
 /// An operation that answers with JSON instead of an image; always last in the chain.
@@ -201,8 +201,8 @@ pub(crate) fn run(src: &[u8], p: &Pipeline, ctx: &RunContext<'_>) -> Result<Outp
     // Spec §2.4: animation survives resize/crop into the *same* format (GIF → GIF, animated
     // WebP → WebP); converting an animated GIF to another format gives its first frame,
     // as OSS does. Flip GIF_TO_WEBP_ANIMATED to keep GIF → WebP animated instead.
-    let same_family = out_fmt == probe.format
-        || (GIF_TO_WEBP_ANIMATED && probe.format == Format::Gif && out_fmt == Format::Webp);
+    let same_family =
+        out_fmt == probe.format || (GIF_TO_WEBP_ANIMATED && probe.format == Format::Gif && out_fmt == Format::Webp);
     let keep_frames = probe.meta.frames > 1
         && p.terminal != Some(Terminal::AverageHue)
         && matches!(out_fmt, Format::Gif | Format::Webp)

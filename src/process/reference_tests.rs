@@ -29,11 +29,8 @@ fn python() -> PathBuf {
 fn pillow(op: &str, input: &str, args: &[u32]) -> image::RgbImage {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let src = root.join("../shared/corpus").join(input);
-    let dst = std::env::temp_dir().join(format!(
-        "imgedge-ref-{}-{op}-{}.png",
-        std::process::id(),
-        input.replace('/', "_")
-    ));
+    let dst =
+        std::env::temp_dir().join(format!("imgedge-ref-{}-{op}-{}.png", std::process::id(), input.replace('/', "_")));
     let status = Command::new(python())
         .arg(root.join("tests/reference.py"))
         .arg(op)
@@ -71,7 +68,13 @@ fn resize_fit_matches_pillow() {
 #[test]
 fn resize_fill_matches_pillow() {
     check("photos/giunchedi_srgb_icc.jpg", "image/resize,m_fill,w_120,h_120/format,png", "fill", &[120, 120], 30.0);
-    check("photos/libvips_sample_adobe_rgb_icc.jpg", "image/resize,m_fill,w_100,h_60/format,png", "fill", &[100, 60], 30.0);
+    check(
+        "photos/libvips_sample_adobe_rgb_icc.jpg",
+        "image/resize,m_fill,w_100,h_60/format,png",
+        "fill",
+        &[100, 60],
+        30.0,
+    );
 }
 
 #[test]

@@ -109,7 +109,14 @@ pub fn decode(src: &[u8]) -> Result<Decoded, ProcessError> {
 /// # Errors
 /// As `run` (a block over the size limit).
 pub fn rasterise_text(fonts: &Fonts, text: &str, size: u32) -> Result<(u32, u32), ProcessError> {
-    let key = super::fonts::TextKey { font: "wqy-zenhei", size, text: text.to_owned(), color: [0, 0, 0], shadow: 0, rotate: 0 };
+    let key = super::fonts::TextKey {
+        font: "wqy-zenhei",
+        size,
+        text: text.to_owned(),
+        color: [0, 0, 0],
+        shadow: 0,
+        rotate: 0,
+    };
     fonts.render(&key).map(|b| b.dimensions())
 }
 

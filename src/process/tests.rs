@@ -7,8 +7,8 @@
 use std::path::PathBuf;
 
 use super::codec;
-use super::picture;
 use super::ops;
+use super::picture;
 use super::*;
 
 pub(crate) fn corpus(rel: &str) -> Vec<u8> {
@@ -35,13 +35,15 @@ pub(crate) fn run_chain(src: &[u8], chain: &str) -> Result<Output, ProcessError>
 }
 
 pub(crate) fn decode_out(out: &Output) -> image::DynamicImage {
-    image::load_from_memory(&out.bytes).or_else(|_| {
-        // JPEG output: the image crate is built without its JPEG decoder.
-        let img = turbojpeg::decompress(&out.bytes, turbojpeg::PixelFormat::RGB).map_err(|e| e.to_string())?;
-        image::RgbImage::from_raw(img.width as u32, img.height as u32, img.pixels)
-            .map(image::DynamicImage::ImageRgb8)
-            .ok_or_else(|| "size".to_string())
-    }).unwrap()
+    image::load_from_memory(&out.bytes)
+        .or_else(|_| {
+            // JPEG output: the image crate is built without its JPEG decoder.
+            let img = turbojpeg::decompress(&out.bytes, turbojpeg::PixelFormat::RGB).map_err(|e| e.to_string())?;
+            image::RgbImage::from_raw(img.width as u32, img.height as u32, img.pixels)
+                .map(image::DynamicImage::ImageRgb8)
+                .ok_or_else(|| "size".to_string())
+        })
+        .unwrap()
 }
 
 fn dims(src: &[u8], chain: &str) -> (u32, u32) {
@@ -55,7 +57,11 @@ pub(crate) fn psnr(a: &image::RgbImage, b: &image::RgbImage) -> f64 {
     assert_eq!(a.dimensions(), b.dimensions());
     let mse: f64 = a.as_raw().iter().zip(b.as_raw()).map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2)).sum::<f64>()
         / a.as_raw().len() as f64;
-    if mse == 0.0 { 99.0 } else { 10.0 * (255.0f64 * 255.0 / mse).log10() }
+    if mse == 0.0 {
+        99.0
+    } else {
+        10.0 * (255.0f64 * 255.0 / mse).log10()
+    }
 }
 
 // ------------------------------------------------------------------ parsing
@@ -126,7 +132,8 @@ fn resize_modes_on_photo() {
     assert_eq!(dims(&src, "image/resize,p_10"), (80, 53));
     assert_eq!(dims(&src, "image/resize,w_1000"), (800, 533));
     // pad colour shows in the bars
-    let out = decode_out(&run_chain(&src, "image/resize,m_pad,w_100,h_100,color_FF0000/format,png").unwrap()).into_rgb8();
+    let out =
+        decode_out(&run_chain(&src, "image/resize,m_pad,w_100,h_100,color_FF0000/format,png").unwrap()).into_rgb8();
     assert_eq!(out.get_pixel(50, 1).0, [255, 0, 0]);
     let e = run_chain(&src, "image/resize,m_fixed,w_5000,h_5000,limit_0").unwrap_err();
     assert_eq!(e.ec(), Some("0040-00000007"));
@@ -158,7 +165,9 @@ fn crop_rotate_and_friends_on_photo() {
 
 #[test]
 fn auto_orient_all_exif_values() {
-    let reference = decode_out(&run_chain(&corpus("orientation/Landscape_1.jpg"), "image/resize,w_180/format,png").unwrap()).into_rgb8();
+    let reference =
+        decode_out(&run_chain(&corpus("orientation/Landscape_1.jpg"), "image/resize,w_180/format,png").unwrap())
+            .into_rgb8();
     assert_eq!(reference.dimensions(), (180, 120));
     for n in 0..=8 {
         let src = corpus(&format!("orientation/Landscape_{n}.jpg"));
@@ -179,17 +188,28 @@ fn auto_orient_all_exif_values() {
 fn colour_models() {
     // CMYK (Adobe YCCK, inverted) must look like the sRGB version of the same photo.
     let rgb = decode_out(&run_chain(&corpus(PHOTO), "image/resize,w_160/format,png").unwrap()).into_rgb8();
-    let cmyk = decode_out(&run_chain(&corpus("photos/giunchedi_cmyk_adobe.jpg"), "image/resize,w_160/format,png").unwrap()).into_rgb8();
+    let cmyk =
+        decode_out(&run_chain(&corpus("photos/giunchedi_cmyk_adobe.jpg"), "image/resize,w_160/format,png").unwrap())
+            .into_rgb8();
     let q = psnr(&rgb, &cmyk);
     assert!(q > 15.0, "CMYK vs sRGB PSNR {q}");
     // Inverted decoding would give a photographic negative (PSNR ~5 dB).
     let mean = |i: &image::RgbImage| i.as_raw().iter().map(|&v| f64::from(v)).sum::<f64>() / i.as_raw().len() as f64;
     assert!((mean(&rgb) - mean(&cmyk)).abs() < 25.0);
     // Greyscale JPEG → 3 equal channels.
-    let g = decode_out(&run_chain(&corpus("photos/concert_grayscale_gray_icc.jpg"), "image/resize,w_100/format,png").unwrap()).into_rgb8();
+    let g = decode_out(
+        &run_chain(&corpus("photos/concert_grayscale_gray_icc.jpg"), "image/resize,w_100/format,png").unwrap(),
+    )
+    .into_rgb8();
     assert!(g.pixels().all(|p| p.0[0] == p.0[1] && p.0[1] == p.0[2]));
     // 16-bit and palette PNGs decode to 8-bit output.
-    for f in ["alpha/libvips_sample_rgb_16bit.png", "alpha/libvips_indexed_palette.png", "alpha/pngsuite_basn6a16_rgba_16bit.png", "alpha/dice_palette_trns.png", "alpha/pngsuite_bgbn4a08_gray_alpha.png"] {
+    for f in [
+        "alpha/libvips_sample_rgb_16bit.png",
+        "alpha/libvips_indexed_palette.png",
+        "alpha/pngsuite_basn6a16_rgba_16bit.png",
+        "alpha/dice_palette_trns.png",
+        "alpha/pngsuite_bgbn4a08_gray_alpha.png",
+    ] {
         let o = run_chain(&corpus(f), "image/resize,w_32/format,png").unwrap();
         assert_eq!(o.content_type, "image/png");
         assert_eq!(decode_out(&o).width(), 32, "{f}");
@@ -214,7 +234,13 @@ fn alpha_handling() {
 #[test]
 fn formats_and_content_types() {
     let src = corpus(PHOTO);
-    for (f, ct) in [("jpg", "image/jpeg"), ("png", "image/png"), ("webp", "image/webp"), ("bmp", "image/bmp"), ("tiff", "image/tiff")] {
+    for (f, ct) in [
+        ("jpg", "image/jpeg"),
+        ("png", "image/png"),
+        ("webp", "image/webp"),
+        ("bmp", "image/bmp"),
+        ("tiff", "image/tiff"),
+    ] {
         let o = run_chain(&src, &format!("image/resize,w_64/format,{f}")).unwrap();
         assert_eq!(o.content_type, ct);
         assert_eq!(codec::sniff(&o.bytes).map(|x| x.mime()), Some(ct));
@@ -225,7 +251,10 @@ fn formats_and_content_types() {
     let gif = corpus("animated/goldener_schnitt_finite_loop.gif");
     assert_eq!(run_chain(&gif, "image/resize,w_64").unwrap().content_type, "image/gif");
     // no format: source format kept
-    assert_eq!(run_chain(&corpus("photos/rockybeach_lossy.webp"), "image/resize,w_64").unwrap().content_type, "image/webp");
+    assert_eq!(
+        run_chain(&corpus("photos/rockybeach_lossy.webp"), "image/resize,w_64").unwrap().content_type,
+        "image/webp"
+    );
     // interlace: progressive JPEG (SOF2)
     let o = run_chain(&src, "image/resize,w_64/interlace,1").unwrap();
     assert!(o.bytes.windows(2).any(|w| w == [0xFF, 0xC2]));
@@ -318,7 +347,8 @@ fn info_json() {
     let pos: Vec<usize> = keys.iter().map(|k| text.find(&format!("\"{k}\"")).unwrap()).collect();
     assert!(pos.windows(2).all(|w| w[0] < w[1]));
     // after ops: describes the processed result
-    let v: serde_json::Value = serde_json::from_slice(&run_chain(&src, "image/resize,w_100/format,png/info").unwrap().bytes).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_slice(&run_chain(&src, "image/resize,w_100/format,png/info").unwrap().bytes).unwrap();
     assert_eq!(v["ImageWidth"]["value"], "100");
     assert_eq!(v["Format"]["value"], "png");
 }
@@ -329,7 +359,9 @@ fn average_hue_json() {
     assert_eq!(o.content_type, "application/json");
     let v: serde_json::Value = serde_json::from_slice(&o.bytes).unwrap();
     let s = v["RGB"].as_str().unwrap();
-    assert!(s.starts_with("0x") && s.len() == 8 && s[2..].chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+    assert!(
+        s.starts_with("0x") && s.len() == 8 && s[2..].chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+    );
 }
 
 #[test]
@@ -359,18 +391,24 @@ fn limits_before_decoding() {
     let lim = Limits { max_frames: 10, ..Limits::default() };
     assert_eq!(run(&gif, &p, &RunContext::new(&lim)).unwrap_err().code(), "ImageTooLarge");
     let lim = Limits { max_output_pixels: 100, ..Limits::default() };
-    assert_eq!(run(&src, &pp("image/resize,w_100").unwrap(), &RunContext::new(&lim)).unwrap_err().code(), "ImageTooLarge");
+    assert_eq!(
+        run(&src, &pp("image/resize,w_100").unwrap(), &RunContext::new(&lim)).unwrap_err().code(),
+        "ImageTooLarge"
+    );
 }
 
 #[test]
 fn malformed_corpus_gives_clean_4xx() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/malformed");
-    let mut names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let mut names: Vec<_> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     names.sort();
     assert!(names.len() >= 19);
     for name in names {
         let src = std::fs::read(dir.join(&name)).unwrap();
-        for chain in ["image/resize,w_100", "image/info", "image/format,png", "image/rotate,90/format,webp", "image/average-hue"] {
+        for chain in
+            ["image/resize,w_100", "image/info", "image/format,png", "image/rotate,90/format,webp", "image/average-hue"]
+        {
             let t = std::time::Instant::now();
             match run_chain(&src, chain) {
                 Ok(o) => assert!(!o.bytes.is_empty(), "{name} {chain}"),
@@ -380,7 +418,22 @@ fn malformed_corpus_gives_clean_4xx() {
         }
     }
     // The real bombs and broken files are rejected, not processed.
-    for name in ["GENERATED_bomb_1000000x1000000_rgba.png", "GENERATED_bomb_65500x65500.jpg", "GENERATED_bomb_65535x65535.gif", "huge_65536x65536_1bit.png", "huge_16384x16384_1bit.png", "huge_20000x14000_gray.jpg", "GENERATED_zero_bytes.jpg", "GENERATED_html_error_page.jpg", "one_byte.jpg", "truncated_10000_bytes.jpg", "truncated_10000_bytes.png", "truncated.gif", "corrupt_header_exif_only.jpg", "fuzz_oss-fuzz-36829.jpg"] {
+    for name in [
+        "GENERATED_bomb_1000000x1000000_rgba.png",
+        "GENERATED_bomb_65500x65500.jpg",
+        "GENERATED_bomb_65535x65535.gif",
+        "huge_65536x65536_1bit.png",
+        "huge_16384x16384_1bit.png",
+        "huge_20000x14000_gray.jpg",
+        "GENERATED_zero_bytes.jpg",
+        "GENERATED_html_error_page.jpg",
+        "one_byte.jpg",
+        "truncated_10000_bytes.jpg",
+        "truncated_10000_bytes.png",
+        "truncated.gif",
+        "corrupt_header_exif_only.jpg",
+        "fuzz_oss-fuzz-36829.jpg",
+    ] {
         let e = run_chain(&std::fs::read(dir.join(name)).unwrap(), "image/resize,w_100").unwrap_err();
         assert!(matches!(e.code(), "BadRequest" | "ImageTooLarge"), "{name}: {e}");
     }
@@ -390,10 +443,18 @@ fn frame_delays(bytes: &[u8]) -> Vec<u32> {
     use image::AnimationDecoder;
     let cur = std::io::Cursor::new(bytes);
     let frames: Vec<image::Frame> = match codec::sniff(bytes) {
-        Some(ops::format::Format::Gif) => image::codecs::gif::GifDecoder::new(cur).unwrap().into_frames().collect_frames().unwrap(),
+        Some(ops::format::Format::Gif) => {
+            image::codecs::gif::GifDecoder::new(cur).unwrap().into_frames().collect_frames().unwrap()
+        }
         _ => image::codecs::webp::WebPDecoder::new(cur).unwrap().into_frames().collect_frames().unwrap(),
     };
-    frames.iter().map(|f| { let (n, d) = f.delay().numer_denom_ms(); n / d }).collect()
+    frames
+        .iter()
+        .map(|f| {
+            let (n, d) = f.delay().numer_denom_ms();
+            n / d
+        })
+        .collect()
 }
 
 #[test]
@@ -441,11 +502,17 @@ fn every_corpus_image_processes() {
     // Smoke test over the whole non-malformed corpus: small outputs in every family.
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
     for dir in ["photos", "orientation", "alpha", "animated"] {
-        let mut names: Vec<_> = std::fs::read_dir(root.join(dir)).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        let mut names: Vec<_> =
+            std::fs::read_dir(root.join(dir)).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
         names.sort();
         for name in names {
             let src = std::fs::read(root.join(dir).join(&name)).unwrap();
-            for chain in ["image/resize,w_32", "image/resize,m_fill,w_24,h_24/format,png", "image/resize,w_32/format,webp", "image/info"] {
+            for chain in [
+                "image/resize,w_32",
+                "image/resize,m_fill,w_24,h_24/format,png",
+                "image/resize,w_32/format,webp",
+                "image/info",
+            ] {
                 let out = run_chain(&src, chain).unwrap_or_else(|e| panic!("{dir}/{name} {chain}: {e}"));
                 if !chain.ends_with("info") {
                     let img = decode_out(&out);
@@ -581,7 +648,8 @@ fn png_level_is_smaller_than_fdeflate_fast_on_a_photo() {
 #[test]
 fn working_memory_counts_the_progressive_coefficient_buffer() {
     let limits = Limits::default();
-    let progressive = codec::probe(&corpus("photos/seeding_by_Clements_Engelhardt_16mp_progressive.jpg"), &limits).unwrap();
+    let progressive =
+        codec::probe(&corpus("photos/seeding_by_Clements_Engelhardt_16mp_progressive.jpg"), &limits).unwrap();
     let baseline = codec::probe(&corpus("photos/powerpano_3660x1080_panorama.jpg"), &limits).unwrap();
     assert!(progressive.meta.progressive && !baseline.meta.progressive);
     // 5312×2988 at 4:2:0: 47.6 MB of coefficients, plus the 1/4 output frame.
@@ -603,7 +671,8 @@ fn far_smaller_outputs_skip_the_ac_refinement_scans_of_a_progressive_jpeg() {
     // The coarse decode against a full-precision one, both resized as the request does.
     let probe = codec::probe(&src, &Limits::default()).unwrap();
     let at_400 = |coarse_ac| {
-        let pic = codec::decode(&src, &probe, codec::LoadScale { shrink: 2, coarse_ac }, false, &Limits::default()).unwrap();
+        let pic =
+            codec::decode(&src, &probe, codec::LoadScale { shrink: 2, coarse_ac }, false, &Limits::default()).unwrap();
         picture::resample(pic.first().unwrap(), 266, 400, None).unwrap().to_rgb8()
     };
     let (coarse, full) = (at_400(true), at_400(false));

@@ -27,7 +27,11 @@ fn base_png(alpha: bool) -> Vec<u8> {
         let a = if alpha && x < 100 { 0 } else { 255 };
         Rgba([(60 + x / 2) as u8, (90 + y) as u8, 200u8.saturating_sub((x / 3) as u8), a])
     });
-    let img = if alpha { DynamicImage::ImageRgba8(img) } else { DynamicImage::ImageRgb8(DynamicImage::ImageRgba8(img).into_rgb8()) };
+    let img = if alpha {
+        DynamicImage::ImageRgba8(img)
+    } else {
+        DynamicImage::ImageRgb8(DynamicImage::ImageRgba8(img).into_rgb8())
+    };
     let mut out = Vec::new();
     img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png).unwrap();
     out
@@ -161,11 +165,16 @@ fn write_contact_sheet(items: &[(&str, RgbaImage)]) {
         let (cx, cy) = ((i as u32 % cols) * cw + 5, (i as u32 / cols) * ch + 4);
         // A checkerboard shows transparency.
         let mut cell = RgbaImage::from_fn(img.width(), img.height(), |x, y| {
-            if (x / 8 + y / 8) % 2 == 0 { Rgba([200, 200, 200, 255]) } else { Rgba([255, 255, 255, 255]) }
+            if (x / 8 + y / 8) % 2 == 0 {
+                Rgba([200, 200, 200, 255])
+            } else {
+                Rgba([255, 255, 255, 255])
+            }
         });
         image::imageops::overlay(&mut cell, img, 0, 0);
         image::imageops::replace(&mut sheet, &cell, i64::from(cx), i64::from(cy));
-        let key = TextKey { font: "wqy-zenhei", size: 16, text: (*name).to_owned(), color: [0, 0, 0], shadow: 0, rotate: 0 };
+        let key =
+            TextKey { font: "wqy-zenhei", size: 16, text: (*name).to_owned(), color: [0, 0, 0], shadow: 0, rotate: 0 };
         let label = fonts().text_block(&key).unwrap();
         image::imageops::overlay(&mut sheet, &*label, i64::from(cx), i64::from(cy + img.height() + 2));
     }
@@ -213,7 +222,8 @@ fn animated_gif_and_webp_watermark_every_frame() {
     let frames = image::AnimationDecoder::into_frames(dec).collect_frames().unwrap();
     assert!(frames.len() > 1);
     for (i, f) in frames.iter().enumerate() {
-        let red = (0..30).flat_map(|y| (0..40).map(move |x| (x, y)))
+        let red = (0..30)
+            .flat_map(|y| (0..40).map(move |x| (x, y)))
             .filter(|&(x, y)| {
                 let p = f.buffer().get_pixel(x, y);
                 p[0] > 180 && p[1] < 80 && p[2] < 80
@@ -268,14 +278,12 @@ fn image_watermark_errors() {
 fn p_is_a_percentage_of_the_main_image() {
     // 200×130 main, P_10 → box 20×13.
     let src = base_png(false);
-    let chain = format!("image/watermark,image_{},g_nw,x_0,y_0/format,png", b64("logo.png?x-oss-process=image/resize,P_10"));
+    let chain =
+        format!("image/watermark,image_{},g_nw,x_0,y_0/format,png", b64("logo.png?x-oss-process=image/resize,P_10"));
     let img = decode_out(&run_wm(&src, &chain).unwrap()).into_rgba8();
     let plain = decode_out(&run_wm(&src, "image/format,png").unwrap()).into_rgba8();
-    let changed: Vec<(u32, u32)> = img
-        .enumerate_pixels()
-        .filter(|(x, y, p)| p.0 != plain.get_pixel(*x, *y).0)
-        .map(|(x, y, _)| (x, y))
-        .collect();
+    let changed: Vec<(u32, u32)> =
+        img.enumerate_pixels().filter(|(x, y, p)| p.0 != plain.get_pixel(*x, *y).0).map(|(x, y, _)| (x, y)).collect();
     let maxx = changed.iter().map(|c| c.0).max().unwrap();
     let maxy = changed.iter().map(|c| c.1).max().unwrap();
     // Fit of 60×40 in 20×13: height-bound → 20×13 (round(60·13/40) = 20).

@@ -128,9 +128,8 @@ impl MockOss {
                         let st = st.clone();
                         async move { Ok::<_, std::convert::Infallible>(handle_oss(&st, req)) }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
+                    let _ =
+                        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
                 });
             }
         });
@@ -176,11 +175,8 @@ fn xml_error(status: StatusCode, code: &str, extra: &str) -> Response<Full<Bytes
 
 fn handle_oss(st: &OssState, req: Request<Incoming>) -> Response<Full<Bytes>> {
     st.requests.fetch_add(1, Ordering::SeqCst);
-    let headers: Vec<(String, String)> = req
-        .headers()
-        .iter()
-        .map(|(n, v)| (n.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
-        .collect();
+    let headers: Vec<(String, String)> =
+        req.headers().iter().map(|(n, v)| (n.as_str().to_owned(), v.to_str().unwrap_or("").to_owned())).collect();
     let seen = SeenRequest { method: req.method().to_string(), uri: req.uri().to_string(), headers };
     st.seen.lock().unwrap().push(seen.clone());
 
@@ -230,8 +226,7 @@ fn handle_oss(st: &OssState, req: Request<Incoming>) -> Response<Full<Bytes>> {
         if inm.split(',').any(|t| t.trim() == obj.etag) {
             return base(StatusCode::NOT_MODIFIED).body(Full::new(Bytes::new())).unwrap();
         }
-    } else if let Some(ims) = seen.header("if-modified-since").and_then(|v| httpdate::parse_http_date(v).ok())
-    {
+    } else if let Some(ims) = seen.header("if-modified-since").and_then(|v| httpdate::parse_http_date(v).ok()) {
         if obj.last_modified <= ims {
             return base(StatusCode::NOT_MODIFIED).body(Full::new(Bytes::new())).unwrap();
         }
@@ -285,8 +280,7 @@ fn verify(
         return if st.public { Ok(()) } else { Err(xml_error(StatusCode::FORBIDDEN, "AccessDenied", "")) };
     };
     // Headers as the client set them, minus what the signer adds itself.
-    let signer_added =
-        ["authorization", "date", "x-oss-date", "x-oss-content-sha256", "x-oss-security-token"];
+    let signer_added = ["authorization", "date", "x-oss-date", "x-oss-content-sha256", "x-oss-security-token"];
     let caller: Vec<(String, String)> =
         seen.headers.iter().filter(|(n, _)| !signer_added.contains(&n.as_str())).cloned().collect();
     let input = SignInput { method: &seen.method, bucket: &st.bucket, key, query, headers: &caller };
@@ -310,9 +304,7 @@ fn verify(
         (sign::oss_v1_header(&input, creds, date), auth)
     } else if let Some(rest) = auth.strip_prefix("OSS4-HMAC-SHA256 ") {
         let field = |name: &str| {
-            rest.split(',')
-                .map(str::trim)
-                .find_map(|f| f.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
+            rest.split(',').map(str::trim).find_map(|f| f.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
         };
         let credential = field("Credential").unwrap_or("");
         let mut parts = credential.split('/');
@@ -330,8 +322,7 @@ fn verify(
         if skewed(date) {
             return Err(xml_error(StatusCode::FORBIDDEN, "RequestTimeTooSkewed", ""));
         }
-        let additional: Vec<&str> =
-            field("AdditionalHeaders").map(|v| v.split(';').collect()).unwrap_or_default();
+        let additional: Vec<&str> = field("AdditionalHeaders").map(|v| v.split(';').collect()).unwrap_or_default();
         // The token the client sent must be the one issued with this key.
         if seen.header("x-oss-security-token") != creds.security_token.as_deref() {
             return Err(xml_error(StatusCode::FORBIDDEN, "InvalidSecurityToken", ""));
@@ -448,7 +439,9 @@ impl FaultOrigin {
                             return;
                         }
                         Fault::Status(code) => {
-                            let msg = format!("HTTP/1.1 {code} Injected\r\ncontent-length: 8\r\nconnection: close\r\n\r\ninjected");
+                            let msg = format!(
+                                "HTTP/1.1 {code} Injected\r\ncontent-length: 8\r\nconnection: close\r\n\r\ninjected"
+                            );
                             let _ = stream.write_all(msg.as_bytes()).await;
                         }
                         Fault::Delay(d) => {
@@ -472,7 +465,8 @@ impl FaultOrigin {
                             let _ = stream.write_all(text.as_bytes()).await;
                         }
                         Fault::Headers(extra) => {
-                            let head = ok_head(body.len()).replace("connection: close\r\n", &format!("{extra}connection: close\r\n"));
+                            let head = ok_head(body.len())
+                                .replace("connection: close\r\n", &format!("{extra}connection: close\r\n"));
                             let _ = stream.write_all(head.as_bytes()).await;
                             if !head_only {
                                 let _ = stream.write_all(&body).await;

@@ -124,11 +124,9 @@ impl Moto {
         let keys = self.iam("Action=CreateAccessKey&UserName=imgedge").await;
         let id = imgedge::origin::http::xml_element(&keys, "AccessKeyId").unwrap().to_owned();
         let secret = imgedge::origin::http::xml_element(&keys, "SecretAccessKey").unwrap().to_owned();
-        let policy =
-            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
+        let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
         let encoded = sign::uri_encode(policy, false);
-        self.iam(&format!("Action=PutUserPolicy&UserName=imgedge&PolicyName=all&PolicyDocument={encoded}"))
-            .await;
+        self.iam(&format!("Action=PutUserPolicy&UserName=imgedge&PolicyName=all&PolicyDocument={encoded}")).await;
         self.creds = Credentials::new(id, secret);
     }
 
@@ -140,21 +138,13 @@ impl Moto {
     }
 
     /// A SigV4-signed path-style PUT (bucket when `key` is None, else object).
-    pub async fn put(
-        &self,
-        bucket: &str,
-        key: Option<&str>,
-        body: &[u8],
-        content_type: &str,
-    ) -> (u16, String) {
+    pub async fn put(&self, bucket: &str, key: Option<&str>, body: &[u8], content_type: &str) -> (u16, String) {
         let path = match key {
             Some(k) => sign::s3_path(Some(bucket), k),
             None => format!("/{bucket}"),
         };
-        let headers =
-            if key.is_some() { vec![("content-type".to_owned(), content_type.to_owned())] } else { vec![] };
-        let input =
-            SignInput { method: "PUT", bucket, key: key.unwrap_or(""), query: &[], headers: &headers };
+        let headers = if key.is_some() { vec![("content-type".to_owned(), content_type.to_owned())] } else { vec![] };
+        let input = SignInput { method: "PUT", bucket, key: key.unwrap_or(""), query: &[], headers: &headers };
         let target = S3Target { host: &self.host, path: &path };
         let hash = hex::encode(Sha256::digest(body));
         let signed = sign::aws_v4_header(&input, &target, &self.creds, "us-east-1", SystemTime::now(), &hash);

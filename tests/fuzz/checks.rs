@@ -100,10 +100,8 @@ fn engine() -> &'static Engine {
             .find(|d| d.is_dir())
             .expect("assets/fonts above the crate");
         let fonts = Fonts::load_dir(&fonts_dir).expect("assets/fonts");
-        let chains = CHAINS
-            .iter()
-            .map(|c| process::parse(c, &Styles::new(), &limits).expect("fuzz chain parses"))
-            .collect();
+        let chains =
+            CHAINS.iter().map(|c| process::parse(c, &Styles::new(), &limits).expect("fuzz chain parses")).collect();
         Engine { limits, fonts, chains }
     })
 }

@@ -53,11 +53,7 @@ pub(crate) fn kernel(r: u32, s: f64) -> Vec<f32> {
 ///
 /// The cost grows with the kernel (up to 101 taps), so the deadline is checked every 64
 /// rows: a large blur cannot run far past the request's time budget.
-pub(crate) fn convolve(
-    img: &DynamicImage,
-    k: &[f32],
-    deadline: Option<Instant>,
-) -> Result<DynamicImage, ProcessError> {
+pub(crate) fn convolve(img: &DynamicImage, k: &[f32], deadline: Option<Instant>) -> Result<DynamicImage, ProcessError> {
     let over = |row: usize| row % 64 == 0 && deadline.is_some_and(|d| Instant::now() >= d);
     let (w, h) = (img.width() as usize, img.height() as usize);
     let alpha = img.color().has_alpha();

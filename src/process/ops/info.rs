@@ -14,11 +14,9 @@ fn exif_value(f: &exif::Field) -> String {
     use exif::Value;
     let join = |v: Vec<String>| v.join(" ");
     match &f.value {
-        Value::Ascii(v) => join(
-            v.iter()
-                .map(|s| String::from_utf8_lossy(s).trim_end_matches(['\0', ' ']).to_string())
-                .collect(),
-        ),
+        Value::Ascii(v) => {
+            join(v.iter().map(|s| String::from_utf8_lossy(s).trim_end_matches(['\0', ' ']).to_string()).collect())
+        }
         Value::Byte(v) => join(v.iter().map(|x| x.to_string()).collect()),
         Value::Short(v) => join(v.iter().map(|x| x.to_string()).collect()),
         Value::Long(v) => join(v.iter().map(|x| x.to_string()).collect()),
@@ -109,9 +107,7 @@ pub(crate) fn describe(src: &[u8], probe: &Probe) -> Vec<u8> {
     fields.insert("FrameCount".into(), m.frames.max(1).to_string());
     fields.insert("ImageHeight".into(), m.height.to_string());
     fields.insert("ImageWidth".into(), m.width.to_string());
-    let obj: serde_json::Map<String, serde_json::Value> = fields
-        .into_iter()
-        .map(|(k, v)| (k, serde_json::json!({ "value": v })))
-        .collect();
+    let obj: serde_json::Map<String, serde_json::Value> =
+        fields.into_iter().map(|(k, v)| (k, serde_json::json!({ "value": v }))).collect();
     serde_json::to_vec(&serde_json::Value::Object(obj)).unwrap_or_else(|_| b"{}".to_vec())
 }

@@ -94,9 +94,7 @@ pub(crate) fn parse_args(a: &Args<'_>) -> Result<Resize, ProcessError> {
     let limit = match a.get("limit") {
         None | Some("1") => true,
         Some("0") => false,
-        Some(v) => {
-            return Err(ProcessError::invalid("limit", v, "Value must be 0 or 1", Some("0040-00000319")))
-        }
+        Some(v) => return Err(ProcessError::invalid("limit", v, "Value must be 0 or 1", Some("0040-00000319"))),
     };
     let color = match a.get("color") {
         None => [255, 255, 255],

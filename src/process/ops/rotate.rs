@@ -105,7 +105,9 @@ fn rotate_any(src: &RgbaImage, deg: u32, nw: u32, nh: u32) -> Result<RgbaImage, 
         let (fx, fy) = (sx - x0, sy - y0);
         let (x0, y0) = (x0 as i64, y0 as i64);
         let mut acc = [0.0f64; 4];
-        for (ox, oy, wgt) in [(0, 0, (1.0 - fx) * (1.0 - fy)), (1, 0, fx * (1.0 - fy)), (0, 1, (1.0 - fx) * fy), (1, 1, fx * fy)] {
+        for (ox, oy, wgt) in
+            [(0, 0, (1.0 - fx) * (1.0 - fy)), (1, 0, fx * (1.0 - fy)), (0, 1, (1.0 - fx) * fy), (1, 1, fx * fy)]
+        {
             if wgt == 0.0 {
                 continue;
             }

@@ -46,8 +46,20 @@ impl RoundedCorners {
         let (cx1, cy1) = (f64::from(w) - rf - 0.5, f64::from(h) - rf - 0.5);
         for (px, py, p) in out.enumerate_pixels_mut() {
             let (fx, fy) = (f64::from(px), f64::from(py));
-            let cx = if fx < cx0 { cx0 } else if fx > cx1 { cx1 } else { continue };
-            let cy = if fy < cy0 { cy0 } else if fy > cy1 { cy1 } else { continue };
+            let cx = if fx < cx0 {
+                cx0
+            } else if fx > cx1 {
+                cx1
+            } else {
+                continue;
+            };
+            let cy = if fy < cy0 {
+                cy0
+            } else if fy > cy1 {
+                cy1
+            } else {
+                continue;
+            };
             let d = ((fx - cx).powi(2) + (fy - cy).powi(2)).sqrt();
             let cov = coverage(d, rf - 0.5);
             p.0[3] = (f64::from(p.0[3]) * cov).round() as u8;

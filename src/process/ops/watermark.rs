@@ -89,8 +89,7 @@ fn b64_text(v: &str, param: &str, ec: &'static str) -> Result<String, ProcessErr
 pub(crate) fn parse_args(a: &Args<'_>) -> Result<Watermark, ProcessError> {
     let g = match a.get("g") {
         None => Gravity::Se,
-        Some(v) => Gravity::parse(v)
-            .ok_or_else(|| ProcessError::invalid("g", v, "Value must be a gravity", None))?,
+        Some(v) => Gravity::parse(v).ok_or_else(|| ProcessError::invalid("g", v, "Value must be a gravity", None))?,
     };
     let text = match a.get("text") {
         None => None,
@@ -183,7 +182,6 @@ impl fmt::Display for Watermark {
     }
 }
 
-
 /// One preprocessing step of a watermark image.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Pre {
@@ -220,10 +218,9 @@ fn parse_overlay(decoded: &str) -> Result<Overlay, ProcessError> {
     let key = normalized.strip_prefix('/').unwrap_or(&normalized).to_owned();
     let mut overlay = Overlay { key, auto_orient: true, steps: Vec::new() };
     let Some(query) = query else { return Ok(overlay) };
-    let chain = query
-        .strip_prefix("x-oss-process=")
-        .and_then(|c| c.strip_prefix("image/"))
-        .ok_or_else(|| ProcessError::invalid("image", decoded, "Watermark preprocessing must be x-oss-process=image/...", None))?;
+    let chain = query.strip_prefix("x-oss-process=").and_then(|c| c.strip_prefix("image/")).ok_or_else(|| {
+        ProcessError::invalid("image", decoded, "Watermark preprocessing must be x-oss-process=image/...", None)
+    })?;
     let empty = crate::process::Styles::new();
     let limits = Limits::default();
     for seg in chain.split('/').filter(|s| !s.is_empty()) {
@@ -546,7 +543,8 @@ mod tests {
 
     #[test]
     fn image_values_parse_key_and_preprocessing() {
-        let w = p(&format!("image_{}", b64("dir/panda.png?x-oss-process=image/resize,P_30/crop,w_10,h_10/rotate,90"))).unwrap();
+        let w = p(&format!("image_{}", b64("dir/panda.png?x-oss-process=image/resize,P_30/crop,w_10,h_10/rotate,90")))
+            .unwrap();
         let o = w.overlay.unwrap();
         assert_eq!(o.key, "dir/panda.png");
         assert_eq!(o.steps.len(), 3);
