@@ -16,7 +16,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use imgedge::origin::Origin;
 use imgedge::request::ObjectRequest;
-use imgedge::{handler, App, Config};
+use imgedge::{fill, respond, App, Config};
 
 const PQ: &str = "/giunchedi_srgb_icc.jpg?x-oss-process=image/resize,m_lfit,w_400,h_400/format,jpg/quality,Q_80";
 
@@ -34,8 +34,8 @@ fn in_process(c: &mut Criterion) {
     headers.insert(http::header::HOST, "media.example.com".parse().unwrap());
     let serve = |app: &Arc<App>| {
         let req = ObjectRequest::parse(&Method::GET, &uri, &headers, &app.chains).unwrap();
-        let served = rt.block_on(handler::serve_object(app, &req)).unwrap();
-        handler::respond(app, &req, served, Instant::now()).unwrap()
+        let served = rt.block_on(fill::serve_object(app, &req)).unwrap();
+        respond::respond(app, &req, served, Instant::now()).unwrap()
     };
     let first = serve(&app);
     assert_eq!(first.headers()["x-cache"], "MISS TCP_MISS");

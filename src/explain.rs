@@ -95,7 +95,7 @@ async fn fresh_run(app: &Arc<App>, req: &ObjectRequest) -> Value {
         return json!({"origin_ms": origin_ms, "source_bytes": bytes.len()});
     };
     let source_bytes = bytes.len();
-    let result = crate::handler::process_source(app, &pipeline, bytes).await;
+    let result = crate::fill::process_source(app, &pipeline, bytes).await;
     match result {
         Ok(out) => json!({
             "origin_ms": origin_ms,

@@ -5,7 +5,7 @@
 //! [`request`] (parse into typed values: object key, processing `Pipeline`, range,
 //! validators) → [`cache`] (lookup by `CacheKey`, single-flight fill) → [`origin`]
 //! (fetch the original) → [`process`] (decode → ops → encode on the bounded CPU
-//! pool in [`workers`]) → [`handler`] (response headers, range slicing). Errors from
+//! pool in [`workers`]) → [`respond`] (response headers, range slicing). Errors from
 //! every step are one [`error::Error`], turned into a status and an OSS XML body
 //! in one place. The admin listener serves [`purge`], prefetch and health; [`memory`]
 //! returns what decodes freed to the kernel once decoding goes quiet.
@@ -17,12 +17,13 @@ pub mod cors;
 pub mod encoding;
 pub mod error;
 pub mod explain;
-pub mod handler;
+pub mod fill;
 pub mod memory;
 pub mod origin;
 pub mod process;
 pub mod purge;
 pub mod request;
+pub mod respond;
 pub mod server;
 pub mod stats;
 pub mod workers;

@@ -3,14 +3,15 @@
 //! deadline, the access log line and graceful shutdown.
 //!
 //! Order of the per-request stack (outermost first): request id and timer →
-//! deadline → route → handler; then error mapping (the only place errors become
+//! deadline → route → fill and respond; then error mapping (the only place errors become
 //! responses, via `error.rs`) → access log. Accept errors are logged and retried
 //! after a pause, never fatal.
 
 use crate::access::RequestParts;
 use crate::error::Error;
-use crate::handler::{self, full_body, ResponseBody};
+use crate::fill;
 use crate::request::ObjectRequest;
+use crate::respond::{self, full_body, ResponseBody};
 use crate::{purge, App};
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
@@ -120,7 +121,7 @@ async fn handle(app: Arc<App>, which: Listener, peer: SocketAddr, req: Request<I
     }
     // The request head outlives the handler: errors and the access log read it. The
     // public side only needs the head (GET/HEAD), and sets its deadline where it can
-    // wait (`handler::serve_object`); the admin side reads its body, so it keeps a copy
+    // wait (`fill::serve_object`); the admin side reads its body, so it keeps a copy
     // of the head instead (admin calls are rare).
     let (result, head) = match which {
         Listener::Public => {
@@ -144,7 +145,7 @@ async fn handle(app: Arc<App>, which: Listener, peer: SocketAddr, req: Request<I
         response.headers_mut().append(name, value);
     }
     let header_str = |name: header::HeaderName| response.headers().get(name).and_then(|v| v.to_str().ok());
-    let cache = header_str(handler::X_CACHE).unwrap_or("-");
+    let cache = header_str(respond::X_CACHE).unwrap_or("-");
     let bytes = header_str(header::CONTENT_LENGTH).unwrap_or("-");
     app.stats.record_request(response.status().as_u16(), cache, bytes.parse().unwrap_or(0));
     // The query is left out of the log on purpose: it may carry signatures and tokens.
@@ -219,8 +220,8 @@ async fn public(
     let uri = rewritten.as_ref().unwrap_or(&parts.uri);
     let mut object = ObjectRequest::parse(&parts.method, uri, &parts.headers, &app.chains)?;
     object.negotiate_format(app.config.auto_webp(), app.config.auto_avif());
-    let served = handler::serve_object(app, &object).await?;
-    handler::respond(app, &object, served, started)
+    let served = fill::serve_object(app, &object).await?;
+    respond::respond(app, &object, served, started)
 }
 
 async fn admin(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<ResponseBody>, Error> {
@@ -289,9 +290,9 @@ async fn prefetch_one(app: &Arc<App>, url: &str) -> serde_json::Value {
             headers.insert(header::HOST, h);
         }
         let object = ObjectRequest::parse(&Method::GET, &uri, &headers, &app.chains)?;
-        match handler::serve_object(app, &object).await? {
-            handler::Served::Entry(_, status) => Ok(status.as_str()),
-            handler::Served::Stream { .. } => Ok(crate::cache::CacheStatus::Bypass.as_str()),
+        match fill::serve_object(app, &object).await? {
+            fill::Served::Entry(_, status) => Ok(status.as_str()),
+            fill::Served::Stream { .. } => Ok(crate::cache::CacheStatus::Bypass.as_str()),
         }
     }
     .await;
