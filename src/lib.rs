@@ -110,7 +110,7 @@ impl App {
         }
     }
 
-    /// Adds the start-up fonts (see [`process::Fonts::load_dir`]).
+    /// Adds the start-up fonts (see [`process::Fonts::embedded`]).
     pub fn with_fonts(mut self, fonts: std::sync::Arc<process::Fonts>) -> App {
         self.fonts = Some(fonts);
         self

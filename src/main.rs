@@ -58,6 +58,9 @@ struct Cli {
     /// Turn off the per-request access log (config `access_log = false`).
     #[arg(long)]
     no_access_log: bool,
+    /// Folder with the four watermark font files to use instead of the embedded ones.
+    #[arg(long, value_name = "DIR")]
+    fonts_dir: Option<PathBuf>,
     /// Validate the configuration (file, flags, origin spelling) and exit.
     #[arg(long)]
     check_config: bool,
@@ -105,6 +108,9 @@ fn load_config(cli: Cli) -> anyhow::Result<(Config, bool)> {
     }
     if !cli.auto_format.is_empty() {
         config.auto_format = cli.auto_format;
+    }
+    if cli.fonts_dir.is_some() {
+        config.fonts_dir = cli.fonts_dir;
     }
     if let Some(v) = cli.workers {
         config.workers.threads = v;
@@ -168,9 +174,12 @@ fn main() -> anyhow::Result<()> {
     let origin = Origin::from_spec_with(&config.origin, &credentials, &config.origin_client.to_origin_config())
         .context("--origin")?;
     // Fonts load once; a missing or broken file stops start-up here, not a request.
-    let fonts = imgedge::process::Fonts::load_dir(&config.fonts_dir)
-        .map(Arc::new)
-        .with_context(|| format!("loading watermark fonts from fonts_dir {}", config.fonts_dir.display()))?;
+    let fonts = match &config.fonts_dir {
+        Some(dir) => imgedge::process::Fonts::load_dir(dir)
+            .with_context(|| format!("loading watermark fonts from fonts_dir {}", dir.display()))?,
+        None => imgedge::process::Fonts::embedded().context("the embedded watermark fonts")?,
+    };
+    let fonts = Arc::new(fonts);
     if check_only {
         println!("configuration OK: origin {}", origin.describe());
         return Ok(());

@@ -18,6 +18,7 @@ mod explain;
 mod fuzz_replay;
 mod http_fit;
 mod images;
+mod install;
 mod metrics;
 mod origins;
 mod overload;
