@@ -13,6 +13,7 @@
 pub mod access;
 pub mod cache;
 pub mod config;
+pub mod config_env;
 pub mod cors;
 pub mod encoding;
 pub mod error;
