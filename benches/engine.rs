@@ -89,8 +89,7 @@ fn ops(c: &mut Criterion) {
     let photo = stages::decode(&corpus("photos/giunchedi_srgb_icc.jpg")).unwrap();
     let src = stages::encode(&photo, "bmp", 100).unwrap();
     let limits = Limits::default();
-    let fonts_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/fonts");
-    let fonts = process::Fonts::load_dir(&fonts_dir).unwrap();
+    let fonts = process::Fonts::embedded().unwrap();
     let ctx = RunContext { fonts: Some(&fonts), ..RunContext::new(&limits) };
     let mut g = c.benchmark_group("ops_800x533");
     g.sample_size(20).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));

@@ -17,7 +17,7 @@ fn source_jpeg() -> Vec<u8> {
 }
 
 fn bench(c: &mut Criterion) {
-    let fonts = Fonts::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/fonts")).expect("fonts");
+    let fonts = Fonts::embedded().expect("fonts");
     let limits = Limits::default();
     let styles = Styles::new();
     // 800×533 fixture upscaled to 1000 px wide, then watermarked; encoded as JPEG.

@@ -49,9 +49,10 @@ pub struct Config {
     pub request_timeout_ms: u64,
     /// How long shutdown waits for in-flight requests, in milliseconds.
     pub shutdown_grace_ms: u64,
-    /// Folder with the watermark fonts (`process::fonts::FACES`: DejaVu Sans/Bold/Serif, Droid Sans Fallback),
-    /// loaded once at start-up; relative paths are from the working directory.
-    pub fonts_dir: std::path::PathBuf,
+    /// Folder with watermark fonts to use instead of the ones compiled into the binary
+    /// (`process::fonts::FACES`: the same four file names), loaded once at start-up;
+    /// relative paths are from the working directory. Default: the embedded fonts.
+    pub fonts_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for Config {
@@ -74,7 +75,7 @@ impl Default for Config {
             credentials: CredentialsConfig::default(),
             request_timeout_ms: 30_000,
             shutdown_grace_ms: 10_000,
-            fonts_dir: "assets/fonts".into(),
+            fonts_dir: None,
         }
     }
 }

@@ -13,6 +13,7 @@
 pub mod access;
 pub mod cache;
 pub mod config;
+pub mod config_env;
 pub mod cors;
 pub mod encoding;
 pub mod error;
@@ -110,7 +111,7 @@ impl App {
         }
     }
 
-    /// Adds the start-up fonts (see [`process::Fonts::load_dir`]).
+    /// Adds the start-up fonts (see [`process::Fonts::embedded`]).
     pub fn with_fonts(mut self, fonts: std::sync::Arc<process::Fonts>) -> App {
         self.fonts = Some(fonts);
         self

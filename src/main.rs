@@ -58,21 +58,31 @@ struct Cli {
     /// Turn off the per-request access log (config `access_log = false`).
     #[arg(long)]
     no_access_log: bool,
+    /// Folder with the four watermark font files to use instead of the embedded ones.
+    #[arg(long, value_name = "DIR")]
+    fonts_dir: Option<PathBuf>,
     /// Validate the configuration (file, flags, origin spelling) and exit.
     #[arg(long)]
     check_config: bool,
 }
 
-fn load_config(cli: Cli) -> anyhow::Result<(Config, bool)> {
+/// Defaults < config file < `IMGEDGE_*` environment < flags. Returns the config, whether
+/// only to check it, and the names of `IMGEDGE_*` variables that set nothing (warned
+/// about once logging is up).
+fn load_config(cli: Cli) -> anyhow::Result<(Config, bool, Vec<String>)> {
     let check_only = cli.check_config;
-    let mut config = match &cli.config {
+    let (mut table, source) = match &cli.config {
         Some(path) => {
             let text =
                 std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
-            toml::from_str::<Config>(&text).with_context(|| format!("config file {}", path.display()))?
+            let table = text.parse::<toml::Table>().with_context(|| format!("config file {}", path.display()))?;
+            (table, format!("config file {}", path.display()))
         }
-        None => Config::default(),
+        None => (toml::Table::new(), "configuration".to_owned()),
     };
+    let env = imgedge::config_env::overlay::<Config>(&mut table, std::env::vars())
+        .map_err(|why| anyhow::anyhow!("environment variable {}{why}", imgedge::config_env::PREFIX))?;
+    let mut config: Config = toml::Value::Table(table).try_into().with_context(|| source)?;
     if let Some(v) = cli.listen {
         config.listen = v;
     }
@@ -106,13 +116,16 @@ fn load_config(cli: Cli) -> anyhow::Result<(Config, bool)> {
     if !cli.auto_format.is_empty() {
         config.auto_format = cli.auto_format;
     }
+    if cli.fonts_dir.is_some() {
+        config.fonts_dir = cli.fonts_dir;
+    }
     if let Some(v) = cli.workers {
         config.workers.threads = v;
     }
     if let Err(msg) = config.validate() {
         bail!("invalid configuration: {msg}");
     }
-    Ok((config, check_only))
+    Ok((config, check_only, env.unknown))
 }
 
 async fn shutdown_signal() {
@@ -154,7 +167,7 @@ fn cap_malloc_arenas() {
 
 fn main() -> anyhow::Result<()> {
     cap_malloc_arenas();
-    let (config, check_only) = load_config(Cli::parse())?;
+    let (config, check_only, unknown_env) = load_config(Cli::parse())?;
     let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     if !config.access_log {
@@ -164,13 +177,31 @@ fn main() -> anyhow::Result<()> {
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
+    for name in &unknown_env {
+        tracing::warn!(variable = %name, "{name} names no configuration key; it is ignored");
+    }
     let credentials = config.credentials.to_origin_credentials().unwrap_or_else(OriginCredentials::from_env);
     let origin = Origin::from_spec_with(&config.origin, &credentials, &config.origin_client.to_origin_config())
         .context("--origin")?;
+    let unsigned = match config.origin.split_once("://").map(|(scheme, _)| scheme) {
+        Some("oss") => credentials.oss.is_none().then_some("ALIBABA_CLOUD_ACCESS_KEY_ID / _SECRET"),
+        Some("s3") => credentials.aws.is_none().then_some("AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY"),
+        _ => None,
+    };
+    if let Some(names) = unsigned {
+        // Anonymous reads work for public buckets only; a private one answers 403 to all.
+        tracing::warn!(
+            "origin {} has no credentials: requests go unsigned (set {names}, or [credentials] in the config file)",
+            origin.describe()
+        );
+    }
     // Fonts load once; a missing or broken file stops start-up here, not a request.
-    let fonts = imgedge::process::Fonts::load_dir(&config.fonts_dir)
-        .map(Arc::new)
-        .with_context(|| format!("loading watermark fonts from fonts_dir {}", config.fonts_dir.display()))?;
+    let fonts = match &config.fonts_dir {
+        Some(dir) => imgedge::process::Fonts::load_dir(dir)
+            .with_context(|| format!("loading watermark fonts from fonts_dir {}", dir.display()))?,
+        None => imgedge::process::Fonts::embedded().context("the embedded watermark fonts")?,
+    };
+    let fonts = Arc::new(fonts);
     if check_only {
         println!("configuration OK: origin {}", origin.describe());
         return Ok(());

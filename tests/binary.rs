@@ -17,7 +17,16 @@ pub(crate) fn spawn(
     args: &[&str],
     envs: &[(&str, &str)],
 ) -> (Child, String, String, std::sync::mpsc::Receiver<String>) {
-    let mut child = imgedge()
+    spawn_command(imgedge(), args, envs)
+}
+
+/// [`spawn`] for a given command (another executable path or working directory).
+pub(crate) fn spawn_command(
+    mut command: Command,
+    args: &[&str],
+    envs: &[(&str, &str)],
+) -> (Child, String, String, std::sync::mpsc::Receiver<String>) {
+    let mut child = command
         .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
         .args(args)
         .envs(envs.iter().copied())

@@ -47,14 +47,11 @@ pub fn fixtures() -> String {
     concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures").to_owned()
 }
 
-/// The repository's watermark fonts, loaded once per test binary (as main.rs does once
-/// per process).
+/// The embedded watermark fonts, loaded once per test binary (as main.rs does once per
+/// process).
 pub fn fonts() -> Arc<imgedge::process::Fonts> {
     static FONTS: std::sync::OnceLock<Arc<imgedge::process::Fonts>> = std::sync::OnceLock::new();
-    Arc::clone(FONTS.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/fonts");
-        Arc::new(imgedge::process::Fonts::load_dir(&dir).expect("fonts load"))
-    }))
+    Arc::clone(FONTS.get_or_init(|| Arc::new(imgedge::process::Fonts::embedded().expect("embedded fonts"))))
 }
 
 /// Starts a server on the fixtures folder with default config.

@@ -93,13 +93,7 @@ fn engine() -> &'static Engine {
             max_frames: 16,
             max_ops: 32,
         };
-        // The repo root is the including crate's folder or two above it (tests/fuzz).
-        let fonts_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .ancestors()
-            .map(|d| d.join("assets/fonts"))
-            .find(|d| d.is_dir())
-            .expect("assets/fonts above the crate");
-        let fonts = Fonts::load_dir(&fonts_dir).expect("assets/fonts");
+        let fonts = Fonts::embedded().expect("embedded fonts");
         let chains =
             CHAINS.iter().map(|c| process::parse(c, &Styles::new(), &limits).expect("fuzz chain parses")).collect();
         Engine { limits, fonts, chains }
