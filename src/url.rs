@@ -9,6 +9,7 @@
 
 use percent_encoding::{percent_decode, percent_decode_str, percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::net::Ipv6Addr;
 
 /// The processing parameter.
@@ -130,18 +131,16 @@ pub fn parse_host(raw: &str) -> Result<String, &'static str> {
         },
         Some(_) => return Err("invalid port in Host"),
     };
+    // One allocation: the host is built on every request.
     let mut out = String::with_capacity(raw.len() + 2);
     match name {
         HostName::Name(n) => out.extend(n.chars().map(|c| c.to_ascii_lowercase())),
         HostName::V6(a) => {
-            out.push('[');
-            out.push_str(&a.to_string());
-            out.push(']');
+            let _ = write!(out, "[{a}]");
         }
     }
     if let Some(p) = port {
-        out.push(':');
-        out.push_str(&p.to_string());
+        let _ = write!(out, ":{p}");
     }
     Ok(out)
 }

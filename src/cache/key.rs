@@ -57,6 +57,9 @@ pub fn is_auth_param(name: &str) -> bool {
 /// Pseudo-parameter carrying the negotiated output class (auto-format).
 pub const VARIANT_PARAM: &str = "~format";
 
+/// One decoded query parameter, as exact bytes.
+type QueryPair<'q> = (Cow<'q, [u8]>, Cow<'q, [u8]>);
+
 /// A fixed-size cache key plus what purges need to match it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CacheKey {
@@ -84,7 +87,7 @@ impl CacheKey {
         variant: Option<&str>,
         ignore: &[String],
     ) -> CacheKey {
-        let mut pairs: Vec<(Cow<'_, [u8]>, Cow<'_, [u8]>)> = Vec::new();
+        let mut pairs: Vec<QueryPair<'_>> = Vec::new();
         for token in query.unwrap_or("").split('&').filter(|t| !t.is_empty()) {
             let (raw_name, raw_value) = token.split_once('=').unwrap_or((token, ""));
             // Names are compared decoded (`x-oss-%70rocess` is the process parameter,
