@@ -3,11 +3,11 @@
 //! with the shrink-on-load factor and per-stage timings. Admin only (token-gated
 //! when a token is configured), since it spends CPU on demand.
 
-use crate::cache::key::query_pairs;
 use crate::cache::CacheKey;
 use crate::error::Error;
 use crate::origin::{Body, FetchRequest, Fetched, OriginError};
 use crate::request::ObjectRequest;
+use crate::url::query_pairs;
 use crate::{purge, App};
 use http::{header, HeaderMap, Method};
 use serde_json::{json, Value};

@@ -112,6 +112,9 @@ async fn lock_and_fill(app: &Arc<App>, req: &ObjectRequest, key: CacheKey) -> Re
                 };
             }
             Locked::Read(reader) => match reader.wait().await {
+                // Locks are per hash: a writer for another key with the same hash
+                // (a crafted collision) is not our answer; fetch on our own.
+                Some(LockStatus::Done(entry)) if entry.key != key => break,
                 Some(LockStatus::Done(entry)) => return Ok(Served::Entry(entry, CacheStatus::LockHit)),
                 Some(LockStatus::Failed(e)) => return Err(Error::Shared(e)),
                 Some(LockStatus::GiveUp) | None => break,

@@ -27,6 +27,7 @@ pub mod request;
 pub mod respond;
 pub mod server;
 pub mod stats;
+pub mod url;
 pub mod workers;
 
 pub use config::Config;

@@ -7,10 +7,11 @@
 //! File and IgnoreParams purges remove entries; Directory and Regex purges mark
 //! them stale (the next request revalidates) unless `force` is set.
 
-use crate::cache::key::{query_pairs, CacheKey};
+use crate::cache::key::CacheKey;
 use crate::cache::PurgeTarget;
 use crate::error::Error;
 use crate::request::{normalize_path, process_param};
+use crate::url::{escape_path, parse_host, query_pairs};
 use crate::App;
 use http::{header, HeaderMap};
 use serde::Deserialize;
@@ -184,7 +185,8 @@ pub fn split_url(url: &str) -> Result<(Option<String>, String, Option<String>), 
             if h.is_empty() {
                 return Err(malformed("URL without host"));
             }
-            (Some(crate::cache::key::normalize_host(h)), if pq.is_empty() { "/" } else { pq })
+            let host = parse_host(h).map_err(malformed)?;
+            (Some(host), if pq.is_empty() { "/" } else { pq })
         }
         None if url.starts_with('/') => (None, url),
         None => return Err(malformed("path must be a full URL or start with '/'")),
@@ -200,7 +202,9 @@ pub fn split_url(url: &str) -> Result<(Option<String>, String, Option<String>), 
 fn path_target(app: &App, kind: PurgeKind, url: &str) -> Result<PurgeTarget, Error> {
     let (host, raw_path, query) = split_url(url)?;
     if kind == PurgeKind::Directory {
-        let mut prefix = percent_encoding::percent_decode_str(&raw_path).decode_utf8_lossy().into_owned();
+        let decoded = percent_encoding::percent_decode_str(&raw_path).decode_utf8_lossy();
+        // Keys hold escaped paths (a literal `?` is `%3F`): compare like with like.
+        let mut prefix = escape_path(&decoded);
         if !prefix.ends_with('/') {
             prefix.push('/');
         }
@@ -208,7 +212,7 @@ fn path_target(app: &App, kind: PurgeKind, url: &str) -> Result<PurgeTarget, Err
     }
     let path = normalize_path(&raw_path).map_err(|_| malformed("invalid object path"))?;
     if kind == PurgeKind::IgnoreParams {
-        return Ok(PurgeTarget::Path { host, path });
+        return Ok(PurgeTarget::Path { host, path: escape_path(&path) });
     }
     // File: the same key function as GET, with the pipeline canonicalised.
     let process = match process_param(query.as_deref()) {

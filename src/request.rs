@@ -3,12 +3,11 @@
 //! client's validators. Anything malformed fails here with a 4xx, before the
 //! cache, the origin or a pixel is touched.
 
-use crate::cache::key::{decode_component, query_tokens, PROCESS_PARAM};
 use crate::error::Error;
 use crate::origin::ByteRange;
 use crate::process::{ChainMemo, ParsedChain, Pipeline};
-use http::{header, HeaderMap, Method, Uri};
-use percent_encoding::percent_decode_str;
+use crate::url::{decode_component, query_tokens, PROCESS_PARAM};
+use http::{header, HeaderMap, Method, Uri, Version};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -17,7 +16,8 @@ use std::time::SystemTime;
 pub struct ObjectRequest {
     /// HEAD: headers only.
     pub head: bool,
-    /// Host the request named (Host header or absolute URI), for the cache key.
+    /// Host the request named (URI authority or Host header), validated and in its
+    /// canonical form ([`crate::url::parse_host`]), for the cache key.
     pub host: String,
     /// Object path with leading `/`, percent-decoded.
     pub path: String,
@@ -57,22 +57,34 @@ impl ObjectRequest {
         self.path.strip_prefix('/').unwrap_or(&self.path)
     }
 
-    /// Parses method, URI and headers.
+    /// Parses method, URI and headers with HTTP/1.1 rules for the host: a Host header
+    /// or an absolute URI is required ([`request_host`]).
     ///
     /// # Errors
-    /// `InvalidKey` for unsafe paths, `MethodNotAllowed`, and processing parse errors.
+    /// `InvalidKey` for unsafe paths, `InvalidArgument` for a missing or invalid
+    /// Host, `MethodNotAllowed`, and processing parse errors.
     pub fn parse(method: &Method, uri: &Uri, headers: &HeaderMap, chains: &ChainMemo) -> Result<ObjectRequest, Error> {
+        let host = request_host(Version::HTTP_11, uri, headers, String::new)?;
+        ObjectRequest::parse_with_host(method, uri, host, headers, chains)
+    }
+
+    /// [`ObjectRequest::parse`] with the host already taken from the request by
+    /// [`request_host`].
+    ///
+    /// # Errors
+    /// As [`ObjectRequest::parse`].
+    pub fn parse_with_host(
+        method: &Method,
+        uri: &Uri,
+        host: String,
+        headers: &HeaderMap,
+        chains: &ChainMemo,
+    ) -> Result<ObjectRequest, Error> {
         let head = match *method {
             Method::GET => false,
             Method::HEAD => true,
             _ => return Err(Error::MethodNotAllowed),
         };
-        let host = headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| uri.authority().map(|a| a.as_str()))
-            .unwrap_or("localhost")
-            .to_owned();
         let path = normalize_path(uri.path())?;
         let query = uri.query().map(str::to_owned);
         let chain = match encoded_process_param(query.as_deref()) {
@@ -147,48 +159,56 @@ pub fn encoded_process_param(query: Option<&str>) -> Option<&str> {
     query_tokens(query?).filter(|(name, _)| name == PROCESS_PARAM).last().map(|(_, value)| value)
 }
 
-/// Validates and decodes an object path. Rejects anything that could name a file
-/// outside the origin: encoded slashes or backslashes, NUL, `.`/`..` segments
-/// (also when percent-encoded), empty segments and invalid UTF-8.
+/// The host a request names, validated and canonical ([`crate::url::parse_host`]).
+///
+/// The URI authority (HTTP/2 `:authority`, or an HTTP/1.1 absolute-form target) wins
+/// over the Host header, as RFC 9112 §3.2.2 and RFC 9113 §8.3.1 say. A Host header
+/// that is present is validated in every case, and more than one is refused. An
+/// HTTP/1.1 request without a Host header is refused (RFC 9112 §3.2). HTTP/1.0 and
+/// older, which had no Host requirement, fall back to `default` (the listener's
+/// address), as nginx serves them from its default server. An invalid host is
+/// refused, never folded into a default.
+///
+/// # Errors
+/// `InvalidArgument` (400) naming what is wrong (not echoing the value).
+pub fn request_host(
+    version: Version,
+    uri: &Uri,
+    headers: &HeaderMap,
+    default: impl FnOnce() -> String,
+) -> Result<String, Error> {
+    let bad = |why: &str| Error::InvalidArgument(format!("invalid Host: {why}"));
+    let mut all = headers.get_all(header::HOST).iter();
+    let header = all.next();
+    if all.next().is_some() {
+        return Err(bad("more than one Host header"));
+    }
+    let from_header = match header {
+        Some(value) => Some(crate::url::parse_host(value.to_str().map_err(|_| bad("non-ASCII Host"))?).map_err(bad)?),
+        None => None,
+    };
+    if let Some(authority) = uri.authority() {
+        if version == Version::HTTP_11 && from_header.is_none() {
+            return Err(bad("HTTP/1.1 request without Host"));
+        }
+        return crate::url::parse_host(authority.as_str()).map_err(bad);
+    }
+    match from_header {
+        Some(host) => Ok(host),
+        None if version == Version::HTTP_10 || version == Version::HTTP_09 => Ok(default()),
+        None if version == Version::HTTP_11 => Err(bad("HTTP/1.1 request without Host")),
+        None => Err(bad("no :authority or Host")),
+    }
+}
+
+/// Validates and decodes an object path ([`crate::url::normalize_path`]): `%2F`
+/// is a `/`, as in OSS; traversal, NUL, backslashes, empty segments and invalid
+/// UTF-8 are refused.
 ///
 /// # Errors
 /// `Error::InvalidKey` naming the problem.
 pub fn normalize_path(raw: &str) -> Result<String, Error> {
-    if !raw.starts_with('/') {
-        return Err(Error::InvalidKey("path must start with '/'"));
-    }
-    let encoded_slash = raw.as_bytes().windows(3).any(|w| {
-        w[0] == b'%'
-            && ((w[1] == b'2' && w[2].eq_ignore_ascii_case(&b'f'))
-                || (w[1] == b'5' && w[2].eq_ignore_ascii_case(&b'c')))
-    });
-    if encoded_slash {
-        return Err(Error::InvalidKey("encoded slash"));
-    }
-    // Most paths carry no escapes: validate them as they stand.
-    let decoded = if raw.contains('%') {
-        percent_decode_str(raw).decode_utf8().map_err(|_| Error::InvalidKey("not UTF-8"))?
-    } else {
-        std::borrow::Cow::Borrowed(raw)
-    };
-    if decoded.contains('\0') {
-        return Err(Error::InvalidKey("NUL byte"));
-    }
-    if decoded.contains('\\') {
-        return Err(Error::InvalidKey("backslash"));
-    }
-    let body = &decoded[1..];
-    if body.is_empty() {
-        return Err(Error::InvalidKey("empty key"));
-    }
-    for segment in body.split('/') {
-        match segment {
-            "" => return Err(Error::InvalidKey("empty path segment")),
-            "." | ".." => return Err(Error::InvalidKey("dot segment")),
-            _ => {}
-        }
-    }
-    Ok(decoded.into_owned())
+    crate::url::normalize_path(raw).map_err(Error::InvalidKey)
 }
 
 /// Parses a single `bytes=` range; multi-range and malformed values give None
@@ -216,24 +236,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn unsafe_paths_are_rejected() {
-        for p in [
-            "/../etc/passwd",
-            "/a/../../b",
-            "/%2e%2e/secret",
-            "/a%2fb",
-            "/a%5Cb",
-            "/a%00b",
-            "/a//b",
-            "/./a",
-            "/",
-            "relative",
-            "/%ff",
-        ] {
-            assert!(normalize_path(p).is_err(), "{p}");
+    fn unsafe_paths_are_invalid_keys() {
+        assert!(matches!(normalize_path("/a/../b"), Err(Error::InvalidKey("dot segment"))));
+        assert_eq!(normalize_path("/a%2Fb.jpg").unwrap(), "/a/b.jpg");
+    }
+
+    fn host_of(version: Version, uri: &str, hosts: &[&str]) -> Result<String, Error> {
+        let uri: Uri = uri.parse().unwrap();
+        let mut headers = HeaderMap::new();
+        for h in hosts {
+            headers.append(header::HOST, header::HeaderValue::from_bytes(h.as_bytes()).unwrap());
         }
-        assert_eq!(normalize_path("/dir/a%20b.jpg").unwrap(), "/dir/a b.jpg");
-        assert_eq!(normalize_path("/图片.jpg").unwrap(), "/图片.jpg");
+        request_host(version, &uri, &headers, || "default:1".to_owned())
+    }
+
+    /// Issue 15 A1: the Host is an RFC 3986 authority or the request is refused.
+    #[test]
+    fn host_is_validated_per_http_version() {
+        use Version as V;
+        assert_eq!(host_of(V::HTTP_11, "/a", &["Example.com:80"]).unwrap(), "example.com");
+        assert!(host_of(V::HTTP_11, "/a", &["example.com/sub"]).is_err());
+        assert!(host_of(V::HTTP_11, "/a", &["a@b"]).is_err());
+        assert!(host_of(V::HTTP_11, "/a", &[""]).is_err());
+        assert!(host_of(V::HTTP_11, "/a", &["bücher.de"]).is_err());
+        assert!(host_of(V::HTTP_11, "/a", &["a.com", "b.com"]).is_err());
+        assert!(host_of(V::HTTP_11, "/a", &[]).is_err(), "HTTP/1.1 needs Host");
+        assert_eq!(host_of(V::HTTP_10, "/a", &[]).unwrap(), "default:1");
+        assert!(host_of(V::HTTP_10, "/a", &["a b"]).is_err(), "a bad Host is never defaulted");
+        // The absolute-form authority wins over Host, and both are checked.
+        assert_eq!(host_of(V::HTTP_11, "http://a.com/x", &["b.com"]).unwrap(), "a.com");
+        assert!(host_of(V::HTTP_11, "http://a.com/x", &[]).is_err());
+        assert!(host_of(V::HTTP_11, "http://a.com/x", &["b/c"]).is_err());
+        assert!(host_of(V::HTTP_11, "http://u@a.com/x", &["a.com"]).is_err());
+        // HTTP/2: :authority, no Host needed.
+        assert_eq!(host_of(V::HTTP_2, "http://[::1]:8080/x", &[]).unwrap(), "[::1]:8080");
+        assert!(host_of(V::HTTP_2, "/x", &[]).is_err());
     }
 
     #[test]

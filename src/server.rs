@@ -191,15 +191,11 @@ async fn public(
     peer: SocketAddr,
     started: Instant,
 ) -> Result<Response<ResponseBody>, Error> {
-    let host = parts
-        .headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| parts.uri.authority().map(|a| a.as_str()))
-        .unwrap_or("");
+    // Validated before anything reads it (access, key): a bad Host is a 400.
+    let host = crate::request::request_host(parts.version, &parts.uri, &parts.headers, || app.default_host())?;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let admitted = app.access.admit(RequestParts {
-        host,
+        host: &host,
         path: parts.uri.path(),
         query: parts.uri.query(),
         headers: &parts.headers,
@@ -218,7 +214,7 @@ async fn public(
         ),
     };
     let uri = rewritten.as_ref().unwrap_or(&parts.uri);
-    let mut object = ObjectRequest::parse(&parts.method, uri, &parts.headers, &app.chains)?;
+    let mut object = ObjectRequest::parse_with_host(&parts.method, uri, host, &parts.headers, &app.chains)?;
     object.negotiate_format(app.config.auto_webp(), app.config.auto_avif());
     let served = fill::serve_object(app, &object).await?;
     respond::respond(app, &object, served, started)

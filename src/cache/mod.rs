@@ -78,14 +78,14 @@ pub enum PurgeTarget {
     Path {
         /// Host to match, or any.
         host: Option<String>,
-        /// Exact path.
+        /// Exact path, escaped as in [`CacheKey::path`] ([`crate::url::escape_path`]).
         path: String,
     },
     /// Every URL under a path prefix (`Directory`).
     Directory {
         /// Host to match, or any.
         host: Option<String>,
-        /// Path prefix.
+        /// Path prefix, escaped as in [`CacheKey::path`] ([`crate::url::escape_path`]).
         prefix: String,
     },
     /// Every URL whose canonical form (`host/path?query`) matches.
@@ -125,9 +125,11 @@ impl Cache {
         }
     }
 
-    /// The entry for a key, fresh or stale.
+    /// The entry for a key, fresh or stale. The store is indexed by the 128-bit
+    /// hash, but an entry is served only when its whole key is this key: xxh3 is not
+    /// collision-resistant, and a crafted collision must not serve another URL's bytes.
     pub fn get(&self, key: &CacheKey) -> Option<Arc<Entry>> {
-        self.store.get(&key.hash)
+        self.store.get(&key.hash).filter(|e| e.key == *key)
     }
 
     /// Takes the fill lock for a key.
@@ -155,7 +157,8 @@ impl Cache {
         true
     }
 
-    /// Removes every variant of one path (a changed original drops its renditions).
+    /// Removes every variant of one path (a changed original drops its renditions);
+    /// `path` as [`CacheKey::path`] gives it.
     pub fn remove_variants(&self, host: &str, path: &str) -> usize {
         self.purge(PurgeTarget::Path { host: Some(host.to_owned()), path: path.to_owned() }, true)
     }
@@ -271,6 +274,32 @@ mod tests {
         let held = c.entry_count();
         assert!(held <= (1 << 20) / meta::ENTRY_OVERHEAD as u64, "{held} entries in 1 MiB");
         assert!(held > 400, "{held}");
+    }
+
+    /// Issue 15 A3: a lookup serves an entry only when its whole key matches, not
+    /// only its 128-bit hash (a crafted xxh3 collision must not serve another URL).
+    #[test]
+    fn lookup_compares_the_full_key_not_only_the_hash() {
+        let c = Cache::new(1 << 20, Duration::from_secs(1));
+        let stored = entry("/a.jpg", None);
+        c.insert(Arc::clone(&stored), 0);
+        let mut colliding = CacheKey::new("h", "/other.jpg", None, None, None, &[]);
+        colliding.hash = stored.key.hash;
+        assert!(c.get(&colliding).is_none());
+        assert!(c.get(&stored.key).is_some());
+    }
+
+    /// Purges address escaped paths: a key with a literal `?` is found by the
+    /// directory and ignore-params purges that name it.
+    #[test]
+    fn purges_find_keys_with_escaped_delimiters() {
+        let c = Cache::new(1 << 20, Duration::from_secs(1));
+        c.insert(entry("/d/a?q=1", None), 0);
+        c.insert(entry("/d/a", Some("q=1")), 0);
+        let path = crate::url::escape_path("/d/a?q=1");
+        assert_eq!(c.purge(PurgeTarget::Path { host: None, path }, true), 1);
+        assert!(c.get(&entry("/d/a", Some("q=1")).key).is_some());
+        assert_eq!(c.purge(PurgeTarget::Directory { host: None, prefix: "/d/".into() }, true), 1);
     }
 
     #[test]

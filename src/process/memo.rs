@@ -70,7 +70,7 @@ impl ChainMemo {
     /// # Errors
     /// As [`super::parse`].
     pub fn parse_encoded(&self, encoded: &str) -> Result<Arc<ParsedChain>, ProcessError> {
-        self.parse_with(encoded, crate::cache::key::decode_component)
+        self.parse_with(encoded, crate::url::decode_component)
     }
 
     fn parse_with<'a>(

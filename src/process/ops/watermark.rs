@@ -2,7 +2,7 @@
 //! margins, optionally tiled, composited with opacity `t` onto every frame.
 //!
 //! Parse time: the text/font/colour parameters are checked, the image value is decoded
-//! into an object key (checked with [`crate::request::normalize_path`], so a key cannot
+//! into an object key (checked with [`crate::url::normalize_path`], so a key cannot
 //! escape the origin) plus its allowed preprocessing steps (resize incl. `P_`, crop,
 //! indexcrop, rounded-corners, rotate, auto-orient; `circle` and nested `watermark` are
 //! rejected). Run time: the handler has already fetched the watermark objects through
@@ -213,7 +213,7 @@ fn parse_overlay(decoded: &str) -> Result<Overlay, ProcessError> {
         None => (decoded, None),
     };
     // `%` is literal in an object key; escape it so normalize_path does not decode it.
-    let normalized = crate::request::normalize_path(&format!("/{}", key.replace('%', "%25")))
+    let normalized = crate::url::normalize_path(&format!("/{}", key.replace('%', "%25")))
         .map_err(|_| watermark_error(format!("The watermark object key is invalid: {key}")))?;
     let key = normalized.strip_prefix('/').unwrap_or(&normalized).to_owned();
     let mut overlay = Overlay { key, auto_orient: true, steps: Vec::new() };
