@@ -61,6 +61,11 @@ struct Cli {
     /// Folder with the four watermark font files to use instead of the embedded ones.
     #[arg(long, value_name = "DIR")]
     fonts_dir: Option<PathBuf>,
+    /// Ask the running server's admin listener (from the same configuration) for
+    /// `/healthz` and exit 0 when it answers 200, 1 otherwise: a container HEALTHCHECK
+    /// with nothing else in the image.
+    #[arg(long)]
+    health_check: bool,
     /// Validate the configuration (file, flags, origin spelling) and exit.
     #[arg(long)]
     check_config: bool,
@@ -71,6 +76,7 @@ struct Cli {
 /// about once logging is up).
 fn load_config(cli: Cli) -> anyhow::Result<(Config, bool, Vec<String>)> {
     let check_only = cli.check_config;
+    let health_check = cli.health_check;
     let (mut table, source) = match &cli.config {
         Some(path) => {
             let text =
@@ -125,7 +131,29 @@ fn load_config(cli: Cli) -> anyhow::Result<(Config, bool, Vec<String>)> {
     if let Err(msg) = config.validate() {
         bail!("invalid configuration: {msg}");
     }
+    if health_check {
+        std::process::exit(i32::from(!admin_is_healthy(config.admin_listen)));
+    }
     Ok((config, check_only, env.unknown))
+}
+
+/// `GET /healthz` on the admin listener (an unspecified bind address is reached on
+/// loopback), within two seconds.
+fn admin_is_healthy(admin: SocketAddr) -> bool {
+    use std::io::{Read, Write};
+    let mut addr = admin;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
+    }
+    let timeout = std::time::Duration::from_secs(2);
+    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&addr, timeout) else { return false };
+    let _ = stream.set_read_timeout(Some(timeout));
+    let _ = stream.set_write_timeout(Some(timeout));
+    if stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 200")
 }
 
 async fn shutdown_signal() {

@@ -183,7 +183,11 @@ fn sigterm_finishes_in_flight_requests_then_exits_zero() {
 
 #[test]
 fn sample_config_passes_check_config_and_bad_ones_fail() {
-    let out = imgedge().args(["--config", "assets/deploy/imgedge.toml", "--check-config"]).output().unwrap();
+    // The sample names /srv/media (the service layout); the flag points it at the fixtures.
+    let out = imgedge()
+        .args(["--config", "assets/deploy/imgedge.toml", "--origin", "fixtures", "--check-config"])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("configuration OK"));
     let out = imgedge().args(["--check-config", "--origin", "ftp://nowhere"]).output().unwrap();
