@@ -318,6 +318,8 @@ pub struct LimitsConfig {
     pub max_frames: u32,
     /// Most operations in one chain.
     pub max_ops: usize,
+    /// Largest `blur` cost, pixels × kernel taps (2r+1); more is 400 ImageTooLarge.
+    pub max_filter_cost: u64,
 }
 
 impl Default for LimitsConfig {
@@ -329,6 +331,7 @@ impl Default for LimitsConfig {
             max_output_pixels: l.max_output_pixels,
             max_frames: l.max_frames,
             max_ops: l.max_ops,
+            max_filter_cost: l.max_filter_cost,
         }
     }
 }
@@ -342,6 +345,7 @@ impl LimitsConfig {
             max_output_pixels: self.max_output_pixels,
             max_frames: self.max_frames,
             max_ops: self.max_ops,
+            max_filter_cost: self.max_filter_cost,
         }
     }
 }

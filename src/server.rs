@@ -220,7 +220,8 @@ async fn public(
     let uri = rewritten.as_ref().unwrap_or(&parts.uri);
     let mut object = ObjectRequest::parse(&parts.method, uri, &parts.headers, &app.chains)?;
     object.negotiate_format(app.config.auto_webp(), app.config.auto_avif());
-    let served = fill::serve_object(app, &object).await?;
+    // One deadline from the request's arrival covers the lock wait, fetch and processing.
+    let served = fill::serve_object_until(app, &object, started + app.config.request_timeout()).await?;
     respond::respond(app, &object, served, started)
 }
 

@@ -156,11 +156,9 @@ impl Pipeline {
     }
 }
 
+/// Between steps: the deadline, and whether any client still waits.
 fn check_deadline(ctx: &RunContext<'_>) -> Result<(), ProcessError> {
-    match ctx.deadline {
-        Some(d) if Instant::now() >= d => Err(ProcessError::timeout()),
-        _ => Ok(()),
-    }
+    ctx.check()
 }
 
 /// Output format: `format` if given, except that `format,gif` only applies to GIF
@@ -363,12 +361,14 @@ fn apply_op(pic: &mut Picture, op: &Op, i: usize, plan: &RunPlan, ctx: &RunConte
             Op::Circle(c) => c.apply(img)?,
             Op::RoundedCorners(c) => c.apply(img)?,
             Op::Rotate(r) => r.apply(img, limits)?,
-            Op::Blur(b) => b.apply(img, ctx.deadline)?,
+            Op::Blur(b) => b.apply(img, ctx)?,
             Op::Bright(b) => b.apply(owned),
             Op::Contrast(c) => c.apply(owned),
-            Op::Sharpen(s) => s.apply(img)?,
+            Op::Sharpen(s) => s.apply(img, ctx)?,
             Op::Watermark(_) => return Err(ProcessError::internal("watermark drawn above")),
         };
+        // Between frames too: an animated source multiplies every op's cost.
+        ctx.check()?;
     }
     Ok(())
 }
@@ -446,6 +446,10 @@ fn predict_dims(
                 let (_, _, side, _) = c.geometry(d);
                 (side, side)
             }
+            Op::Blur(b) => {
+                check_filter_cost(d, b.taps(), limits)?;
+                d
+            }
             Op::Rotate(r) if r.deg % 360 != 0 => {
                 if d.0 > 4096 || d.1 > 4096 {
                     return Err(ProcessError::too_large(
@@ -467,6 +471,19 @@ fn predict_dims(
         ));
     }
     Ok(d)
+}
+
+/// The cost budget of a convolution (`limits.max_filter_cost`, pixels × taps), answered
+/// like OSS answers its own size limits: 400 `ImageTooLarge`, before any pixel is decoded.
+fn check_filter_cost((w, h): (u32, u32), taps: u64, limits: &super::Limits) -> Result<(), ProcessError> {
+    let cost = u64::from(w).saturating_mul(u64::from(h)).saturating_mul(taps);
+    if cost > limits.max_filter_cost {
+        return Err(ProcessError::too_large(
+            format!("The blur radius is too large for a {w}x{h} image; use a smaller radius or resize first."),
+            None,
+        ));
+    }
+    Ok(())
 }
 
 fn json(bytes: Vec<u8>) -> Output {
