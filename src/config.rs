@@ -198,6 +198,10 @@ pub struct HttpConfig {
     pub http2_keep_alive_interval_secs: u64,
     /// Concurrent HTTP/2 streams per connection.
     pub http2_max_concurrent_streams: u32,
+    /// Most open public connections. At the cap the server stops accepting (new
+    /// connections wait in the kernel's listen backlog) until one closes, as nginx does
+    /// at `worker_connections`; the admin listener is not counted.
+    pub max_connections: usize,
 }
 
 impl Default for HttpConfig {
@@ -207,6 +211,7 @@ impl Default for HttpConfig {
             keep_alive: true,
             http2_keep_alive_interval_secs: 30,
             http2_max_concurrent_streams: 256,
+            max_connections: 10_000,
         }
     }
 }

@@ -14,6 +14,7 @@ mod bad_input;
 mod binary;
 mod browser;
 mod common;
+mod connections;
 mod deadlines;
 mod explain;
 mod fuzz_replay;
