@@ -103,7 +103,8 @@ pub struct CacheConfig {
     pub etag_only_ttl_secs: u64,
     /// Query parameters left out of the cache key (besides URL-auth parameters).
     pub ignore_params: Vec<String>,
-    /// How long concurrent requests wait for another request's fill, in milliseconds.
+    /// Deprecated and ignored (accepted so old config files still load): concurrent
+    /// requests wait for the one fill until their own request deadline.
     pub lock_timeout_ms: u64,
     /// Cache-Control sent to clients; `{ttl}` is replaced by the entry's TTL in seconds.
     pub client_cache_control: String,
