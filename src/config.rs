@@ -104,7 +104,8 @@ pub struct CacheConfig {
     pub etag_only_ttl_secs: u64,
     /// Query parameters left out of the cache key (besides URL-auth parameters).
     pub ignore_params: Vec<String>,
-    /// How long concurrent requests wait for another request's fill, in milliseconds.
+    /// Deprecated and ignored (accepted so old config files still load): concurrent
+    /// requests wait for the one fill until their own request deadline.
     pub lock_timeout_ms: u64,
     /// Cache-Control sent to clients; `{ttl}` is replaced by the entry's TTL in seconds.
     pub client_cache_control: String,
@@ -199,6 +200,10 @@ pub struct HttpConfig {
     pub http2_keep_alive_interval_secs: u64,
     /// Concurrent HTTP/2 streams per connection.
     pub http2_max_concurrent_streams: u32,
+    /// Most open public connections. At the cap the server stops accepting (new
+    /// connections wait in the kernel's listen backlog) until one closes, as nginx does
+    /// at `worker_connections`; the admin listener is not counted.
+    pub max_connections: usize,
 }
 
 impl Default for HttpConfig {
@@ -208,6 +213,7 @@ impl Default for HttpConfig {
             keep_alive: true,
             http2_keep_alive_interval_secs: 30,
             http2_max_concurrent_streams: 256,
+            max_connections: 10_000,
         }
     }
 }
@@ -319,6 +325,8 @@ pub struct LimitsConfig {
     pub max_frames: u32,
     /// Most operations in one chain.
     pub max_ops: usize,
+    /// Largest `blur` cost, pixels × kernel taps (2r+1); more is 400 ImageTooLarge.
+    pub max_filter_cost: u64,
 }
 
 impl Default for LimitsConfig {
@@ -330,6 +338,7 @@ impl Default for LimitsConfig {
             max_output_pixels: l.max_output_pixels,
             max_frames: l.max_frames,
             max_ops: l.max_ops,
+            max_filter_cost: l.max_filter_cost,
         }
     }
 }
@@ -343,6 +352,7 @@ impl LimitsConfig {
             max_output_pixels: self.max_output_pixels,
             max_frames: self.max_frames,
             max_ops: self.max_ops,
+            max_filter_cost: self.max_filter_cost,
         }
     }
 }

@@ -6,6 +6,7 @@
 //! process. Only complete results enter the cache: a fill stores its entry after
 //! the body was read whole (length-checked by the origin) and the encoder finished.
 
+use crate::cache::lock::{Waiters, WritePermit};
 use crate::cache::{CacheKey, CacheStatus, Entry, LockStatus, Locked};
 use crate::error::Error;
 use crate::origin::{Body as OriginBody, BodyStream, FetchRequest, Fetched, ObjectMeta, OriginError};
@@ -52,6 +53,15 @@ enum Filled {
 /// # Errors
 /// Any origin, processing or overload error.
 pub async fn serve_object(app: &Arc<App>, req: &ObjectRequest) -> Result<Served, Error> {
+    serve_object_until(app, req, Instant::now() + app.config.request_timeout()).await
+}
+
+/// [`serve_object`] under the request's one deadline, decided when it arrived: the
+/// lock wait, the origin fetch and the processing all end by then.
+///
+/// # Errors
+/// Any origin, processing or overload error; `Timeout` past the deadline.
+pub async fn serve_object_until(app: &Arc<App>, req: &ObjectRequest, deadline: Instant) -> Result<Served, Error> {
     let process = req.canonical_chain();
     let key = CacheKey::new(
         &req.host,
@@ -68,64 +78,92 @@ pub async fn serve_object(app: &Arc<App>, req: &ObjectRequest) -> Result<Served,
     }
     // A fresh hit never waits; all that can (the lock, a fill, another request's fill)
     // runs under the request deadline, whose timer a hit then does not pay for.
-    match tokio::time::timeout(app.config.request_timeout(), lock_and_fill(app, req, key)).await {
-        Ok(served) => served,
-        Err(_) => Err(Error::Timeout),
-    }
+    lock_and_fill(app, req, key, deadline).await
 }
 
 /// The miss path: single-flight lock, then a fill or a wait for another request's.
-async fn lock_and_fill(app: &Arc<App>, req: &ObjectRequest, key: CacheKey) -> Result<Served, Error> {
-    // One retry of the lock covers a writer that vanished (client went away).
+///
+/// The fill runs as its own task, so it goes on for the other waiters when the request
+/// that started it leaves or reaches its deadline; it stops once no waiter is left.
+async fn lock_and_fill(app: &Arc<App>, req: &ObjectRequest, key: CacheKey, deadline: Instant) -> Result<Served, Error> {
+    let until = tokio::time::Instant::from_std(deadline);
+    // One retry of the lock covers a writer that vanished (panic).
     for _ in 0..2 {
         match app.cache.lock(&key) {
-            Locked::Write(permit) => {
-                let stale = match app.cache.get(&key) {
-                    Some(e) if e.is_fresh(SystemTime::now()) => {
-                        permit.release(LockStatus::Done(Arc::clone(&e)));
-                        return Ok(Served::Entry(e, CacheStatus::Hit));
-                    }
-                    other => other,
-                };
-                let started = app.cache.epoch();
-                return match fill(app, req, &key, stale.as_deref()).await {
-                    Ok(Filled::Entry { entry, status, cacheable, purged_at }) => {
-                        let epoch = purged_at.unwrap_or(started);
-                        let stored = cacheable && app.cache.insert(Arc::clone(&entry), epoch);
-                        permit.release(LockStatus::Done(Arc::clone(&entry)));
-                        let status = if stored { status } else { CacheStatus::Bypass };
-                        Ok(Served::Entry(entry, status))
-                    }
-                    Ok(Filled::Stream(served)) => {
-                        permit.release(LockStatus::GiveUp);
-                        Ok(served)
-                    }
-                    Err(e) => {
-                        if let Some(stale) = stale.filter(|st| serves_stale_on(app, st, &e)) {
-                            permit.release(LockStatus::Done(Arc::clone(&stale)));
-                            return Ok(Served::Entry(stale, CacheStatus::StaleHit));
-                        }
-                        let shared = Arc::new(e);
-                        permit.release(LockStatus::Failed(Arc::clone(&shared)));
-                        Err(Error::Shared(shared))
-                    }
+            Locked::Write(permit, _guard) => {
+                let task = tokio::spawn(write(Arc::clone(app), req.clone(), key, permit, deadline));
+                // Dropping `_guard` (this client left) cancels the fill if nobody else waits.
+                return match tokio::time::timeout_at(until, task).await {
+                    Ok(Ok(served)) => served,
+                    Ok(Err(e)) => Err(Error::Internal(format!("fill task: {e}"))),
+                    Err(_) => Err(Error::Timeout),
                 };
             }
-            Locked::Read(reader) => match reader.wait().await {
+            Locked::Read(reader) => match reader.wait_until(until).await {
                 // Locks are per hash: a writer for another key with the same hash
                 // (a crafted collision) is not our answer; fetch on our own.
                 Some(LockStatus::Done(entry)) if entry.key != key => break,
                 Some(LockStatus::Done(entry)) => return Ok(Served::Entry(entry, CacheStatus::LockHit)),
                 Some(LockStatus::Failed(e)) => return Err(Error::Shared(e)),
-                Some(LockStatus::GiveUp) | None => break,
+                Some(LockStatus::GiveUp) => break,
                 Some(LockStatus::Dangling) | Some(LockStatus::Pending) => continue,
+                None => return Err(Error::Timeout),
             },
         }
     }
-    // The shared fill could not be used: fetch on our own, without caching.
-    match fill(app, req, &key, None).await? {
+    // The shared fill could not be used (a streamed object): fetch on our own, without caching.
+    let own = tokio::time::timeout_at(until, fill(app, req, &key, None, deadline, None)).await;
+    match own.unwrap_or(Err(Error::Timeout))? {
         Filled::Entry { entry, .. } => Ok(Served::Entry(entry, CacheStatus::Bypass)),
         Filled::Stream(served) => Ok(served),
+    }
+}
+
+/// The writer's side of a fill: fetch/process under the starter's deadline, insert,
+/// and tell every waiter how it ended. Stops early once every waiter left.
+async fn write(
+    app: Arc<App>,
+    req: ObjectRequest,
+    key: CacheKey,
+    permit: WritePermit,
+    deadline: Instant,
+) -> Result<Served, Error> {
+    let app = &app;
+    let stale = match app.cache.get(&key) {
+        Some(e) if e.is_fresh(SystemTime::now()) => {
+            permit.release(LockStatus::Done(Arc::clone(&e)));
+            return Ok(Served::Entry(e, CacheStatus::Hit));
+        }
+        other => other,
+    };
+    let started = app.cache.epoch();
+    let waiters = permit.waiters();
+    let work = fill(app, &req, &key, stale.as_deref(), deadline, Some(Arc::clone(&waiters)));
+    let filled = tokio::select! {
+        r = tokio::time::timeout_at(deadline.into(), work) => r.unwrap_or(Err(Error::Timeout)),
+        () = waiters.cancelled() => Err(process::ProcessError::cancelled().into()),
+    };
+    match filled {
+        Ok(Filled::Entry { entry, status, cacheable, purged_at }) => {
+            let epoch = purged_at.unwrap_or(started);
+            let stored = cacheable && app.cache.insert(Arc::clone(&entry), epoch);
+            permit.release(LockStatus::Done(Arc::clone(&entry)));
+            let status = if stored { status } else { CacheStatus::Bypass };
+            Ok(Served::Entry(entry, status))
+        }
+        Ok(Filled::Stream(served)) => {
+            permit.release(LockStatus::GiveUp);
+            Ok(served)
+        }
+        Err(e) => {
+            if let Some(stale) = stale.filter(|st| serves_stale_on(app, st, &e)) {
+                permit.release(LockStatus::Done(Arc::clone(&stale)));
+                return Ok(Served::Entry(stale, CacheStatus::StaleHit));
+            }
+            let shared = Arc::new(e);
+            permit.release(LockStatus::Failed(Arc::clone(&shared)));
+            Err(Error::Shared(shared))
+        }
     }
 }
 
@@ -141,7 +179,14 @@ fn serves_stale_on(app: &App, stale: &Entry, err: &Error) -> bool {
 }
 
 /// Fetches (or revalidates) and, for processed variants, processes.
-async fn fill(app: &Arc<App>, req: &ObjectRequest, key: &CacheKey, stale: Option<&Entry>) -> Result<Filled, Error> {
+async fn fill(
+    app: &Arc<App>,
+    req: &ObjectRequest,
+    key: &CacheKey,
+    stale: Option<&Entry>,
+    deadline: Instant,
+    waiters: Option<Arc<Waiters>>,
+) -> Result<Filled, Error> {
     let processing = req.chain.is_some();
     let fetch = FetchRequest {
         key: req.key(),
@@ -221,7 +266,7 @@ async fn fill(app: &Arc<App>, req: &ObjectRequest, key: &CacheKey, stale: Option
     let ttl = app.ttl.for_object(&req.path, &meta, now);
     let entry = match req.pipeline() {
         Some(pipeline) => {
-            let output = process_source(app, pipeline, bytes).await?;
+            let output = process_source_until(app, pipeline, bytes, deadline, waiters).await?;
             // Copied out of the worker thread's malloc arena: long-lived cache bodies
             // then never pin the holes left by its transient multi-MB decode buffers
             // (PNG diverse cell peak RSS 156 → 138 MB, one 140 kB memcpy per miss).
@@ -265,12 +310,26 @@ pub async fn process_source(
     pipeline: &process::Pipeline,
     bytes: Bytes,
 ) -> Result<process::Output, Error> {
+    process_source_until(app, pipeline, bytes, Instant::now() + app.config.request_timeout(), None).await
+}
+
+/// [`process_source`] under the request's deadline (the one its origin fetch used, not
+/// a new one), stopped between ops and inside long ops once every waiter left.
+///
+/// # Errors
+/// Watermark fetch failures, overload, deadline, cancellation and processing errors.
+pub async fn process_source_until(
+    app: &Arc<App>,
+    pipeline: &process::Pipeline,
+    bytes: Bytes,
+    deadline: Instant,
+    waiters: Option<Arc<Waiters>>,
+) -> Result<process::Output, Error> {
     let overlays = fetch_watermarks(app, pipeline).await?;
     let pipeline = pipeline.clone();
     let limits = app.limits.clone();
     let fonts = app.fonts.clone();
     let decoded = app.decoded.clone();
-    let deadline = Instant::now() + app.config.request_timeout();
     let output = app
         .workers
         .run(deadline.into(), move || {
@@ -280,6 +339,7 @@ pub async fn process_source(
                 fonts: fonts.as_deref(),
                 overlays: Some(&overlays),
                 decoded: decoded.as_ref(),
+                cancel: waiters.as_deref().map(Waiters::flag),
             };
             process::run(&bytes, &pipeline, &ctx)
         })

@@ -27,6 +27,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 /// Largest admin request body.
 const MAX_ADMIN_BODY: usize = 1 << 20;
@@ -54,11 +55,21 @@ pub async fn serve(
     crate::memory::start_returning();
     let graceful = GracefulShutdown::new();
     let builder = connection_builder(&app.config.http);
+    let slots = Arc::new(Semaphore::new(app.config.http.max_connections.max(1)));
+    let mut slot: Option<OwnedSemaphorePermit> = None;
     tokio::pin!(shutdown);
     loop {
+        if slot.is_none() {
+            slot = Arc::clone(&slots).try_acquire_owned().ok();
+        }
+        // The public listener is only polled while a connection slot is free.
         let (accepted, which) = tokio::select! {
-            a = public.accept() => (a, Listener::Public),
+            a = public.accept(), if slot.is_some() => (a, Listener::Public),
             a = admin.accept() => (a, Listener::Admin),
+            p = Arc::clone(&slots).acquire_owned(), if slot.is_none() => {
+                slot = p.ok();
+                continue;
+            }
             () = &mut shutdown => break,
         };
         let stream = match accepted {
@@ -71,15 +82,24 @@ pub async fn serve(
         };
         let (stream, peer) = stream;
         let _ = stream.set_nodelay(true);
+        let held = match which {
+            Listener::Public => slot.take(),
+            Listener::Admin => None,
+        };
         let app = Arc::clone(&app);
+        let first_request = Arc::new(Notify::new());
+        let seen = Arc::clone(&first_request);
+        let header_timeout = Duration::from_millis(app.config.http.header_read_timeout_ms);
         let service = service_fn(move |req| {
+            seen.notify_one();
             let app = Arc::clone(&app);
             async move { Ok::<_, Infallible>(handle(app, which, peer, req).await) }
         });
         let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let _held = held;
+            if let Err(e) = until_first_request(conn, &first_request, header_timeout).await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
         });
@@ -91,6 +111,28 @@ pub async fn serve(
         tracing::warn!("shutdown grace period over; closing remaining connections");
     }
     Ok(())
+}
+
+/// Drives a connection, closing it if no request head arrived within `timeout`.
+///
+/// hyper's HTTP/1 `header_read_timeout` starts only once the auto builder has sniffed
+/// the protocol, and that sniff (and the HTTP/2 preface and handshake) waits forever:
+/// a socket that sends nothing, or half a preface, would stay open. This covers the
+/// whole way to the first request on both protocols (nginx: `client_header_timeout`).
+async fn until_first_request<C, E>(conn: C, first_request: &Notify, timeout: Duration) -> Result<(), E>
+where
+    C: Future<Output = Result<(), E>>,
+{
+    tokio::pin!(conn);
+    tokio::select! {
+        r = &mut conn => return r,
+        () = first_request.notified() => {}
+        () = tokio::time::sleep(timeout) => {
+            tracing::debug!("no request head within the header timeout; closing");
+            return Ok(());
+        }
+    }
+    conn.await
 }
 
 /// HTTP/1 + HTTP/2 (h2c and ALPN-less prior knowledge) with the configured tuning.
@@ -216,7 +258,8 @@ async fn public(
     let uri = rewritten.as_ref().unwrap_or(&parts.uri);
     let mut object = ObjectRequest::parse_with_host(&parts.method, uri, host, &parts.headers, &app.chains)?;
     object.negotiate_format(app.config.auto_webp(), app.config.auto_avif());
-    let served = fill::serve_object(app, &object).await?;
+    // One deadline from the request's arrival covers the lock wait, fetch and processing.
+    let served = fill::serve_object_until(app, &object, started + app.config.request_timeout()).await?;
     respond::respond(app, &object, served, started)
 }
 

@@ -25,6 +25,7 @@ pub struct Workers {
     waiting: AtomicUsize,
     max_waiting: usize,
     rejected: AtomicU64,
+    threads: usize,
 }
 
 /// Decrements the wait counter however the wait ends (success, timeout, cancel).
@@ -70,6 +71,7 @@ impl Workers {
             waiting: AtomicUsize::new(0),
             max_waiting: queue,
             rejected: AtomicU64::new(0),
+            threads,
         }
     }
 
@@ -118,6 +120,11 @@ impl Workers {
     /// Jobs waiting for a worker now.
     pub fn queue_depth(&self) -> usize {
         self.waiting.load(Ordering::Acquire)
+    }
+
+    /// Workers running a job now (a cancelled job frees its worker at its next check).
+    pub fn busy(&self) -> usize {
+        self.threads.saturating_sub(self.permits.available_permits())
     }
 
     /// Jobs refused because the queue was full.

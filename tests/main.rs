@@ -14,6 +14,8 @@ mod bad_input;
 mod binary;
 mod browser;
 mod common;
+mod connections;
+mod deadlines;
 mod deploy;
 mod env_config;
 mod explain;

@@ -41,6 +41,7 @@
 //!   undocumented by OSS; see their files.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 pub(crate) mod codec;
@@ -87,6 +88,10 @@ pub struct Limits {
     pub max_frames: u32,
     /// Most operations in one chain.
     pub max_ops: usize,
+    /// Largest `blur` cost: pixels × kernel taps (2r+1), checked from the header before
+    /// decoding. The separable blur costs about 12 s per 10^9 (one core), so the default
+    /// 10^9 keeps one blur within ~12 s (a 16 MP photo up to r_4, 9.9 MP up to r_50).
+    pub max_filter_cost: u64,
 }
 
 impl Default for Limits {
@@ -97,6 +102,7 @@ impl Default for Limits {
             max_output_pixels: 4096 * 4096 * 2,
             max_frames: 300,
             max_ops: 32,
+            max_filter_cost: 1_000_000_000,
         }
     }
 }
@@ -116,12 +122,27 @@ pub struct RunContext<'a> {
     pub overlays: Option<&'a Overlays>,
     /// Decoded-source cache shared across requests (`None`: always decode).
     pub decoded: Option<&'a DecodedCache>,
+    /// Set when no client waits for the result any more: the run stops at the next
+    /// check (between ops and every few rows inside long ops) with a cancelled error.
+    pub cancel: Option<&'a AtomicBool>,
 }
 
 impl<'a> RunContext<'a> {
     /// A context with limits only: no deadline, fonts or watermark objects.
     pub fn new(limits: &'a Limits) -> Self {
-        RunContext { limits, deadline: None, fonts: None, overlays: None, decoded: None }
+        RunContext { limits, deadline: None, fonts: None, overlays: None, decoded: None, cancel: None }
+    }
+
+    /// Whether to go on: an error once every client left or the deadline passed. Cheap
+    /// (one atomic load, one clock read), so long loops call it every few rows.
+    pub(crate) fn check(&self) -> Result<(), ProcessError> {
+        if self.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+            return Err(ProcessError::cancelled());
+        }
+        match self.deadline {
+            Some(d) if Instant::now() >= d => Err(ProcessError::timeout()),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -243,6 +264,17 @@ impl ProcessError {
     /// The deadline passed between two steps.
     pub(crate) fn timeout() -> Self {
         Self::new(504, "RequestTimeout", None, "Image processing exceeded its deadline.")
+    }
+
+    /// Every client waiting for the run went away; nobody receives this answer (the
+    /// status is nginx's 499 "client closed request", for logs only).
+    pub(crate) fn cancelled() -> Self {
+        Self::new(499, "RequestCancelled", None, "Every client waiting for the result went away.")
+    }
+
+    /// True for [`ProcessError::cancelled`].
+    pub fn is_cancelled(&self) -> bool {
+        self.code == "RequestCancelled"
     }
 }
 

@@ -156,11 +156,9 @@ impl Pipeline {
     }
 }
 
+/// Between steps: the deadline, and whether any client still waits.
 fn check_deadline(ctx: &RunContext<'_>) -> Result<(), ProcessError> {
-    match ctx.deadline {
-        Some(d) if Instant::now() >= d => Err(ProcessError::timeout()),
-        _ => Ok(()),
-    }
+    ctx.check()
 }
 
 /// Output format: `format` if given, except that `format,gif` only applies to GIF
@@ -180,19 +178,68 @@ pub(crate) fn output_format(p: &Pipeline, src: Format) -> Format {
 /// we do the same for compatibility. The animated WebP encoder is used for WebP → WebP.
 const GIF_TO_WEBP_ANIMATED: bool = false;
 
-/// Runs a pipeline (see the module docs for the order of work).
+/// Runs a pipeline (see the module docs for the order of work). Reads like the OSS
+/// chain: probe → plan → decode → each op → check the output → colour → encode; each step
+/// is one function below, and the deadline is checked between steps.
 pub(crate) fn run(src: &[u8], p: &Pipeline, ctx: &RunContext<'_>) -> Result<Output, ProcessError> {
-    let limits = ctx.limits;
     check_deadline(ctx)?;
     let started = Instant::now();
     let mut trace = super::Trace::default();
-    let probe = codec::probe(src, limits)?;
+    let probe = codec::probe(src, ctx.limits)?;
 
     // Standalone `info` describes the stored object without decoding pixels.
     if p.terminal == Some(Terminal::Info) && p.ops.is_empty() && p.format.is_none() {
         return Ok(json(ops::info::describe(src, &probe)));
     }
 
+    let plan = plan(p, &probe, ctx.limits)?;
+    let (mut pic, first_op) = decode(src, p, &probe, &plan, ctx, &mut trace)?;
+    trace.decode = started.elapsed();
+    check_deadline(ctx)?;
+
+    for (i, op) in p.ops.iter().enumerate().skip(first_op) {
+        check_deadline(ctx)?;
+        apply_op(&mut pic, op, i, &plan, ctx)?;
+    }
+    check_deadline(ctx)?;
+    trace.ops = started.elapsed().saturating_sub(trace.decode);
+    check_output_pixels(pic.dims(), ctx.limits)?;
+
+    if p.terminal == Some(Terminal::AverageHue) {
+        let img = pic.first().ok_or_else(|| ProcessError::internal("empty picture"))?;
+        return Ok(json(ops::average_hue::compute(img)?));
+    }
+
+    let bytes = encode(&mut pic, p, &probe, plan.out_fmt)?;
+    if p.terminal == Some(Terminal::Info) {
+        // `info` after other ops describes the processed result (spec §1.3).
+        let out_probe = codec::probe(&bytes, &super::Limits { max_source_bytes: u64::MAX, ..ctx.limits.clone() })?;
+        return Ok(json(ops::info::describe(&bytes, &out_probe)));
+    }
+    trace.encode = started.elapsed().saturating_sub(trace.decode + trace.ops);
+    Ok(Output { bytes, content_type: plan.out_fmt.mime(), trace })
+}
+
+/// What the header decides before any pixel is decoded.
+struct RunPlan {
+    /// EXIF orientation to apply (1 when `auto-orient,0`).
+    orientation: u8,
+    /// Source size after orientation.
+    oriented: (u32, u32),
+    out_fmt: Format,
+    /// GIF sources are never enlarged.
+    never_enlarge: bool,
+    /// Animation survives the chain.
+    keep_frames: bool,
+    /// The first op's resize plan, computed on the stored (oriented) size.
+    first_plan: Option<Plan>,
+    /// Shrink-on-load factor.
+    scale: LoadScale,
+}
+
+/// Output format, animation, shrink-on-load, and every size the chain will produce
+/// checked against the limits (crops outside the image too), from the header only.
+fn plan(p: &Pipeline, probe: &codec::Probe, limits: &super::Limits) -> Result<RunPlan, ProcessError> {
     let orientation = if p.auto_orient { probe.meta.orientation } else { 1 };
     let (sw, sh) = (probe.meta.width, probe.meta.height);
     let oriented = if orientation >= 5 { (sh, sw) } else { (sw, sh) };
@@ -218,7 +265,7 @@ pub(crate) fn run(src: &[u8], p: &Pipeline, ctx: &RunContext<'_>) -> Result<Outp
         // by a box average straight after decoding (see `codec::decode`).
         let scales_on_load = probe.meta.frames <= 1 && probe.format != Format::Gif;
         if scales_on_load {
-            scale = LoadScale::for_target(&probe, oriented, plan.scaled_dims(oriented));
+            scale = LoadScale::for_target(probe, oriented, plan.scaled_dims(oriented));
         }
         first_plan = Some(plan);
     }
@@ -226,13 +273,26 @@ pub(crate) fn run(src: &[u8], p: &Pipeline, ctx: &RunContext<'_>) -> Result<Outp
     // Every size the chain will produce is known from the header: reject over-limit
     // outputs (and crops outside the image) before decoding a single pixel.
     predict_dims(p, oriented, never_enlarge, limits)?;
+    Ok(RunPlan { orientation, oriented, out_fmt, never_enlarge, keep_frames, first_plan, scale })
+}
 
+/// Decodes (through the decoded-source cache for still sources) and applies the EXIF
+/// orientation. Returns the picture and the index of the first op still to apply: a
+/// cached decode runs the first resize straight from the shared pixels (no copy).
+fn decode(
+    src: &[u8],
+    p: &Pipeline,
+    probe: &codec::Probe,
+    plan: &RunPlan,
+    ctx: &RunContext<'_>,
+    trace: &mut super::Trace,
+) -> Result<(Picture, usize), ProcessError> {
     let decode_oriented = || -> Result<Picture, ProcessError> {
-        let decoded = codec::decode(src, &probe, scale, keep_frames, limits);
+        let decoded = codec::decode(src, probe, plan.scale, plan.keep_frames, ctx.limits);
         crate::memory::note_decode();
         let mut pic = decoded?;
-        if orientation != 1 {
-            if let Some(o) = Orientation::from_exif(orientation) {
+        if plan.orientation != 1 {
+            if let Some(o) = Orientation::from_exif(plan.orientation) {
                 for f in &mut pic.frames {
                     f.img.apply_orientation(o);
                 }
@@ -240,109 +300,99 @@ pub(crate) fn run(src: &[u8], p: &Pipeline, ctx: &RunContext<'_>) -> Result<Outp
         }
         Ok(pic)
     };
-    // Still sources go through the decoded-source cache when there is one; the first
-    // resize then reads the shared decode directly (no copy).
-    let mut first_op = 0;
-    let mut pic = match ctx.decoded.filter(|_| !keep_frames && probe.meta.frames <= 1) {
-        Some(cache) => {
-            let key = DecodedKey::new(src, orientation);
-            let shared = match cache.get(&key, scale) {
-                Some(hit) => {
-                    trace.decoded_cache_hit = true;
-                    hit
-                }
-                None => {
-                    cache.make_room(codec::working_bytes(&probe, scale.shrink));
-                    cache.insert(key, Decoded { scale, pic: decode_oriented()? })
-                }
-            };
-            trace.shrink = shared.scale.shrink;
-            trace.coarse_ac = shared.scale.coarse_ac;
-            match (p.ops.first(), first_plan, shared.pic.first()) {
-                (Some(Op::Resize(r)), Some(plan), Some(img)) => {
-                    first_op = 1;
-                    Picture::still(r.apply_plan(img, plan, oriented)?)
-                }
-                _ => shared.pic.clone(),
-            }
+    let Some(cache) = ctx.decoded.filter(|_| !plan.keep_frames && probe.meta.frames <= 1) else {
+        trace.shrink = plan.scale.shrink;
+        trace.coarse_ac = plan.scale.coarse_ac;
+        return Ok((decode_oriented()?, 0));
+    };
+    let key = DecodedKey::new(src, plan.orientation);
+    let shared = match cache.get(&key, plan.scale) {
+        Some(hit) => {
+            trace.decoded_cache_hit = true;
+            hit
         }
         None => {
-            trace.shrink = scale.shrink;
-            trace.coarse_ac = scale.coarse_ac;
-            decode_oriented()?
+            cache.make_room(codec::working_bytes(probe, plan.scale.shrink));
+            cache.insert(key, Decoded { scale: plan.scale, pic: decode_oriented()? })
         }
     };
-    trace.decode = started.elapsed();
-    check_deadline(ctx)?;
+    trace.shrink = shared.scale.shrink;
+    trace.coarse_ac = shared.scale.coarse_ac;
+    Ok(match (p.ops.first(), plan.first_plan, shared.pic.first()) {
+        (Some(Op::Resize(r)), Some(first), Some(img)) => (Picture::still(r.apply_plan(img, first, plan.oriented)?), 1),
+        _ => (shared.pic.clone(), 0),
+    })
+}
 
-    for (i, op) in p.ops.iter().enumerate().skip(first_op) {
-        check_deadline(ctx)?;
-        if !op.keeps_animation() {
-            pic.make_static();
-        }
-        let dims = pic.dims();
-        if let Op::Watermark(w) = op {
-            // One block per op (all frames have the same size), drawn on every frame.
-            let block = w.prepare(dims, ctx)?;
-            for f in &mut pic.frames {
-                w.draw(&mut f.img, &block);
-            }
-            continue;
-        }
-        // The first resize uses the plan computed on the stored (oriented) size, which
-        // may differ from `dims` after shrink-on-load.
-        let (plan, logical) = match (op, i, first_plan) {
-            (Op::Resize(_), 0, Some(plan)) => (Some(plan), oriented),
-            (Op::Resize(r), _, _) => (Some(r.plan(dims, never_enlarge, limits)?), dims),
-            _ => (None, dims),
-        };
-        for f in &mut pic.frames {
-            // Take the frame out so in-place ops can reuse its buffer (the placeholder is
-            // an empty 0×0 image, no allocation).
-            let owned = std::mem::replace(&mut f.img, image::DynamicImage::new_rgb8(0, 0));
-            let img = &owned;
-            f.img = match op {
-                Op::Resize(r) => match plan {
-                    Some(plan) => r.apply_plan(img, plan, logical)?,
-                    None => return Err(ProcessError::internal("resize without a plan")),
-                },
-                Op::Crop(c) => c.apply(img)?,
-                Op::IndexCrop(c) => c.apply(img)?,
-                Op::Circle(c) => c.apply(img)?,
-                Op::RoundedCorners(c) => c.apply(img)?,
-                Op::Rotate(r) => r.apply(img, limits)?,
-                Op::Blur(b) => b.apply(img, ctx.deadline)?,
-                Op::Bright(b) => b.apply(owned),
-                Op::Contrast(c) => c.apply(owned),
-                Op::Sharpen(s) => s.apply(img)?,
-                Op::Watermark(_) => return Err(ProcessError::internal("watermark drawn above")),
-            };
-        }
+/// Applies op number `i` of the chain to every frame.
+fn apply_op(pic: &mut Picture, op: &Op, i: usize, plan: &RunPlan, ctx: &RunContext<'_>) -> Result<(), ProcessError> {
+    let limits = ctx.limits;
+    if !op.keeps_animation() {
+        pic.make_static();
     }
-    check_deadline(ctx)?;
-    trace.ops = started.elapsed().saturating_sub(trace.decode);
-    let (ow, oh) = pic.dims();
+    let dims = pic.dims();
+    if let Op::Watermark(w) = op {
+        // One block per op (all frames have the same size), drawn on every frame.
+        let block = w.prepare(dims, ctx)?;
+        for f in &mut pic.frames {
+            w.draw(&mut f.img, &block);
+        }
+        return Ok(());
+    }
+    // The first resize uses the plan computed on the stored (oriented) size, which
+    // may differ from `dims` after shrink-on-load.
+    let (resize, logical) = match (op, i, plan.first_plan) {
+        (Op::Resize(_), 0, Some(first)) => (Some(first), plan.oriented),
+        (Op::Resize(r), _, _) => (Some(r.plan(dims, plan.never_enlarge, limits)?), dims),
+        _ => (None, dims),
+    };
+    for f in &mut pic.frames {
+        // Take the frame out so in-place ops can reuse its buffer (the placeholder is
+        // an empty 0×0 image, no allocation).
+        let owned = std::mem::replace(&mut f.img, image::DynamicImage::new_rgb8(0, 0));
+        let img = &owned;
+        f.img = match op {
+            Op::Resize(r) => match resize {
+                Some(resize) => r.apply_plan(img, resize, logical)?,
+                None => return Err(ProcessError::internal("resize without a plan")),
+            },
+            Op::Crop(c) => c.apply(img)?,
+            Op::IndexCrop(c) => c.apply(img)?,
+            Op::Circle(c) => c.apply(img)?,
+            Op::RoundedCorners(c) => c.apply(img)?,
+            Op::Rotate(r) => r.apply(img, limits)?,
+            Op::Blur(b) => b.apply(img, ctx)?,
+            Op::Bright(b) => b.apply(owned),
+            Op::Contrast(c) => c.apply(owned),
+            Op::Sharpen(s) => s.apply(img, ctx)?,
+            Op::Watermark(_) => return Err(ProcessError::internal("watermark drawn above")),
+        };
+        // Between frames too: an animated source multiplies every op's cost.
+        ctx.check()?;
+    }
+    Ok(())
+}
+
+/// `max_output_pixels` bounds the final image.
+fn check_output_pixels((ow, oh): (u32, u32), limits: &super::Limits) -> Result<(), ProcessError> {
     if u64::from(ow) * u64::from(oh) > limits.max_output_pixels {
         return Err(ProcessError::too_large(
             format!("The result image {ow}x{oh} exceeds the output limit."),
             Some("0040-00000007"),
         ));
     }
+    Ok(())
+}
 
-    if p.terminal == Some(Terminal::AverageHue) {
-        let img = pic.first().ok_or_else(|| ProcessError::internal("empty picture"))?;
-        return Ok(json(ops::average_hue::compute(img)?));
-    }
-
-    // Colour: convert to sRGB where we can; otherwise carry an RGB profile (never drop it
-    // silently, see colour.rs).
+/// Colour (convert to sRGB where we can; otherwise carry an RGB profile, never drop it
+/// silently, see colour.rs), then the encoder with the chain's quality and interlace.
+fn encode(pic: &mut Picture, p: &Pipeline, probe: &codec::Probe, out_fmt: Format) -> Result<Vec<u8>, ProcessError> {
     let mut icc = None;
     if let Some(profile) = &probe.meta.icc {
-        if super::colour::to_srgb(&mut pic, profile)? == super::colour::Converted::Carry && codec::is_rgb_icc(profile) {
+        if super::colour::to_srgb(pic, profile)? == super::colour::Converted::Carry && codec::is_rgb_icc(profile) {
             icc = Some(profile.clone());
         }
     }
-
     let src_q = if probe.format == Format::Jpg { probe.meta.jpeg_quality } else { None };
     let opts = EncodeOptions {
         quality: quality::effective(p.quality, src_q, out_fmt == Format::Webp),
@@ -350,18 +400,11 @@ pub(crate) fn run(src: &[u8], p: &Pipeline, ctx: &RunContext<'_>) -> Result<Outp
         icc,
     };
     check_format_dims(out_fmt, pic.dims())?;
-    let bytes = codec::encode(&pic, out_fmt, &opts)?;
-    if p.terminal == Some(Terminal::Info) {
-        // `info` after other ops describes the processed result (spec §1.3).
-        let out_probe = codec::probe(&bytes, &super::Limits { max_source_bytes: u64::MAX, ..limits.clone() })?;
-        return Ok(json(ops::info::describe(&bytes, &out_probe)));
-    }
-    trace.encode = started.elapsed().saturating_sub(trace.decode + trace.ops);
+    let mut bytes = codec::encode(pic, out_fmt, &opts)?;
     // Encoders grow their buffers by doubling; the cache weighs `len`, so hand back
     // exactly that much memory.
-    let mut bytes = bytes;
     bytes.shrink_to_fit();
-    Ok(Output { bytes, content_type: out_fmt.mime(), trace })
+    Ok(bytes)
 }
 
 /// Largest side each output format can store (WebP's VP8 limit is 16383 px; JPEG and
@@ -403,6 +446,10 @@ fn predict_dims(
                 let (_, _, side, _) = c.geometry(d);
                 (side, side)
             }
+            Op::Blur(b) => {
+                check_filter_cost(d, b.taps(), limits)?;
+                d
+            }
             Op::Rotate(r) if r.deg % 360 != 0 => {
                 if d.0 > 4096 || d.1 > 4096 {
                     return Err(ProcessError::too_large(
@@ -424,6 +471,19 @@ fn predict_dims(
         ));
     }
     Ok(d)
+}
+
+/// The cost budget of a convolution (`limits.max_filter_cost`, pixels × taps), answered
+/// like OSS answers its own size limits: 400 `ImageTooLarge`, before any pixel is decoded.
+fn check_filter_cost((w, h): (u32, u32), taps: u64, limits: &super::Limits) -> Result<(), ProcessError> {
+    let cost = u64::from(w).saturating_mul(u64::from(h)).saturating_mul(taps);
+    if cost > limits.max_filter_cost {
+        return Err(ProcessError::too_large(
+            format!("The blur radius is too large for a {w}x{h} image; use a smaller radius or resize first."),
+            None,
+        ));
+    }
+    Ok(())
 }
 
 fn json(bytes: Vec<u8>) -> Output {

@@ -379,6 +379,25 @@ fn watermark_runs_and_deadline() {
 }
 
 #[test]
+fn cancel_flag_stops_a_run_and_blur_has_a_cost_limit() {
+    let src = corpus(PHOTO);
+    let limits = Limits::default();
+    let gone = std::sync::atomic::AtomicBool::new(true);
+    let p = pp("image/resize,w_10").unwrap();
+    let e = run(&src, &p, &RunContext { cancel: Some(&gone), ..RunContext::new(&limits) }).unwrap_err();
+    assert!(e.is_cancelled(), "{e}");
+    // Inside a long op: the blur checks the flag every 64 rows.
+    let img = image::DynamicImage::ImageRgb8(image::RgbImage::new(64, 200));
+    let blur = ops::blur::Blur { r: 3, s: 2 };
+    let ctx = RunContext { cancel: Some(&gone), ..RunContext::new(&limits) };
+    assert!(blur.apply(&img, &ctx).unwrap_err().is_cancelled());
+    // pixels x (2r+1) over the budget is a 400 before decoding.
+    let tight = Limits { max_filter_cost: 1000, ..Limits::default() };
+    let e = run(&src, &pp("image/blur,r_50,s_50").unwrap(), &RunContext::new(&tight)).unwrap_err();
+    assert_eq!((e.status(), e.code()), (400, "ImageTooLarge"));
+}
+
+#[test]
 fn limits_before_decoding() {
     let src = corpus(PHOTO);
     let p = pp("image/resize,w_10").unwrap();

@@ -92,6 +92,7 @@ fn engine() -> &'static Engine {
             max_output_pixels: 1_000_000,
             max_frames: 16,
             max_ops: 32,
+            max_filter_cost: 100_000_000,
         };
         let fonts = Fonts::embedded().expect("embedded fonts");
         let chains =

@@ -4,13 +4,11 @@
 
 use std::fmt;
 
-use std::time::Instant;
-
 use image::DynamicImage;
 
 use crate::process::parse::Args;
 use crate::process::picture;
-use crate::process::ProcessError;
+use crate::process::{ProcessError, RunContext};
 
 /// Typed `blur` parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,10 +49,11 @@ pub(crate) fn kernel(r: u32, s: f64) -> Vec<f32> {
 
 /// Separable convolution of an RGB8/RGBA8 image with a symmetric kernel (edges clamped).
 ///
-/// The cost grows with the kernel (up to 101 taps), so the deadline is checked every 64
-/// rows: a large blur cannot run far past the request's time budget.
-pub(crate) fn convolve(img: &DynamicImage, k: &[f32], deadline: Option<Instant>) -> Result<DynamicImage, ProcessError> {
-    let over = |row: usize| row % 64 == 0 && deadline.is_some_and(|d| Instant::now() >= d);
+/// The cost grows with the kernel (up to 101 taps), so the deadline and the cancel flag
+/// are checked every 64 rows: a large blur cannot run far past the request's time budget,
+/// nor on after its last client left.
+pub(crate) fn convolve(img: &DynamicImage, k: &[f32], ctx: &RunContext<'_>) -> Result<DynamicImage, ProcessError> {
+    let check = |row: usize| if row % 64 == 0 { ctx.check() } else { Ok(()) };
     let (w, h) = (img.width() as usize, img.height() as usize);
     let alpha = img.color().has_alpha();
     let ch = if alpha { 4 } else { 3 };
@@ -74,9 +73,7 @@ pub(crate) fn convolve(img: &DynamicImage, k: &[f32], deadline: Option<Instant>)
     let mut b = vec![0f32; n];
     // Horizontal pass a → b.
     for y in 0..h {
-        if over(y) {
-            return Err(ProcessError::timeout());
-        }
+        check(y)?;
         for x in 0..w {
             for c in 0..ch {
                 let mut acc = 0f32;
@@ -90,9 +87,7 @@ pub(crate) fn convolve(img: &DynamicImage, k: &[f32], deadline: Option<Instant>)
     }
     // Vertical pass b → a.
     for y in 0..h {
-        if over(y) {
-            return Err(ProcessError::timeout());
-        }
+        check(y)?;
         for x in 0..w {
             for c in 0..ch {
                 let mut acc = 0f32;
@@ -120,8 +115,13 @@ pub(crate) fn convolve(img: &DynamicImage, k: &[f32], deadline: Option<Instant>)
 
 impl Blur {
     /// Applies the blur to one frame.
-    pub fn apply(&self, img: &DynamicImage, deadline: Option<Instant>) -> Result<DynamicImage, ProcessError> {
-        convolve(img, &kernel(self.r, f64::from(self.s)), deadline)
+    pub fn apply(&self, img: &DynamicImage, ctx: &RunContext<'_>) -> Result<DynamicImage, ProcessError> {
+        convolve(img, &kernel(self.r, f64::from(self.s)), ctx)
+    }
+
+    /// Kernel taps per pass (2r+1): with the pixel count, what the blur costs.
+    pub fn taps(&self) -> u64 {
+        2 * u64::from(self.r) + 1
     }
 }
 
@@ -142,7 +142,11 @@ mod tests {
         assert_eq!(p("s_2,r_3").unwrap().to_string(), "blur,r_3,s_2");
         let mut img = image::RgbImage::new(9, 9);
         img.put_pixel(4, 4, image::Rgb([255, 255, 255]));
-        let out = p("r_3,s_2").unwrap().apply(&DynamicImage::ImageRgb8(img), None).unwrap().into_rgb8();
+        let out = p("r_3,s_2")
+            .unwrap()
+            .apply(&DynamicImage::ImageRgb8(img), &RunContext::new(&Default::default()))
+            .unwrap()
+            .into_rgb8();
         assert!(out.get_pixel(4, 4).0[0] < 255 && out.get_pixel(5, 4).0[0] > 0);
     }
 }

@@ -8,7 +8,7 @@ use image::DynamicImage;
 
 use super::blur::{convolve, kernel};
 use crate::process::parse::Args;
-use crate::process::ProcessError;
+use crate::process::{ProcessError, RunContext};
 
 /// Typed `sharpen` parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,8 +30,8 @@ impl fmt::Display for Sharpen {
 
 impl Sharpen {
     /// Applies the unsharp mask to one frame.
-    pub fn apply(&self, img: &DynamicImage) -> Result<DynamicImage, ProcessError> {
-        let blurred = convolve(img, &kernel(1, 1.0), None)?;
+    pub fn apply(&self, img: &DynamicImage, ctx: &RunContext<'_>) -> Result<DynamicImage, ProcessError> {
+        let blurred = convolve(img, &kernel(1, 1.0), ctx)?;
         let amount = self.v as f32 / 100.0;
         let ch = if img.color().has_alpha() { 4 } else { 3 };
         let mut out = img.clone();
@@ -63,7 +63,7 @@ mod tests {
         assert_eq!(p("400").unwrap_err().ec(), Some("0040-00000280"));
         assert_eq!(p("").unwrap_err().ec(), Some("0040-00000279"));
         let img = DynamicImage::ImageRgb8(image::RgbImage::new(400, 267));
-        let out = p("100").unwrap().apply(&img).unwrap();
+        let out = p("100").unwrap().apply(&img, &RunContext::new(&Default::default())).unwrap();
         assert_eq!((out.width(), out.height()), (400, 267));
     }
 }
