@@ -36,8 +36,9 @@ pub enum Served {
 
 /// Result of one fill.
 enum Filled {
-    /// `purged_at`: the epoch after this fill's own purge of outdated variants, so
-    /// that purge does not veto the fill's insert.
+    /// `purged_at`: the epoch the insert is checked from: the fill's start, or the
+    /// epoch of its own purge of outdated variants (so that purge does not veto the
+    /// insert); `None` when another purge already vetoed it.
     Entry {
         entry: Arc<Entry>,
         status: CacheStatus,
@@ -88,10 +89,12 @@ async fn lock_and_fill(app: &Arc<App>, req: &ObjectRequest, key: CacheKey) -> Re
                     other => other,
                 };
                 let started = app.cache.epoch();
-                return match fill(app, req, &key, stale.as_deref()).await {
+                return match fill(app, req, &key, stale.as_deref(), started).await {
                     Ok(Filled::Entry { entry, status, cacheable, purged_at }) => {
-                        let epoch = purged_at.unwrap_or(started);
-                        let stored = cacheable && app.cache.insert(Arc::clone(&entry), epoch);
+                        // Checked against every purge since the fill started (its own
+                        // purge of outdated variants excepted): revalidations included.
+                        let stored =
+                            cacheable && purged_at.is_some_and(|epoch| app.cache.insert(Arc::clone(&entry), epoch));
                         permit.release(LockStatus::Done(Arc::clone(&entry)));
                         let status = if stored { status } else { CacheStatus::Bypass };
                         Ok(Served::Entry(entry, status))
@@ -120,7 +123,7 @@ async fn lock_and_fill(app: &Arc<App>, req: &ObjectRequest, key: CacheKey) -> Re
         }
     }
     // The shared fill could not be used: fetch on our own, without caching.
-    match fill(app, req, &key, None).await? {
+    match fill(app, req, &key, None, app.cache.epoch()).await? {
         Filled::Entry { entry, .. } => Ok(Served::Entry(entry, CacheStatus::Bypass)),
         Filled::Stream(served) => Ok(served),
     }
@@ -138,7 +141,13 @@ fn serves_stale_on(app: &App, stale: &Entry, err: &Error) -> bool {
 }
 
 /// Fetches (or revalidates) and, for processed variants, processes.
-async fn fill(app: &Arc<App>, req: &ObjectRequest, key: &CacheKey, stale: Option<&Entry>) -> Result<Filled, Error> {
+async fn fill(
+    app: &Arc<App>,
+    req: &ObjectRequest,
+    key: &CacheKey,
+    stale: Option<&Entry>,
+    started_epoch: u64,
+) -> Result<Filled, Error> {
     let processing = req.chain.is_some();
     let fetch = FetchRequest {
         key: req.key(),
@@ -167,7 +176,7 @@ async fn fill(app: &Arc<App>, req: &ObjectRequest, key: &CacheKey, stale: Option
                 entry,
                 status: CacheStatus::RefreshHit,
                 cacheable: ttl.is_some(),
-                purged_at: None,
+                purged_at: Some(started_epoch),
             });
         }
         Ok(Fetched::Object(object)) => object,
@@ -186,7 +195,7 @@ async fn fill(app: &Arc<App>, req: &ObjectRequest, key: &CacheKey, stale: Option
                     )),
                     status: CacheStatus::Miss,
                     cacheable: true,
-                    purged_at: None,
+                    purged_at: Some(started_epoch),
                 }),
                 None => Err(OriginError::NotFound.into()),
             };
@@ -194,13 +203,13 @@ async fn fill(app: &Arc<App>, req: &ObjectRequest, key: &CacheKey, stale: Option
         Err(e) => return Err(e.into()),
     };
     let mut status = CacheStatus::Miss;
-    let mut purged_at = None;
+    let mut purged_at = Some(started_epoch);
     if let Some(stale) = stale {
         status = CacheStatus::RefreshMiss;
         if stale.origin_etag != object.meta.etag {
-            // The original changed: every rendition of it is outdated.
-            app.cache.remove_variants(key.host(), key.path());
-            purged_at = Some(app.cache.epoch());
+            // The original changed: every rendition of it is outdated. A purge that
+            // landed during this fetch still vetoes the insert.
+            purged_at = app.cache.remove_variants_for_fill(key, started_epoch);
         }
     }
     let meta = object.meta;
