@@ -81,10 +81,12 @@ fn respond_entry(
     } else {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     }
+    let cache_status = status;
     let respond = |status: StatusCode, headers: HeaderMap, body: Bytes| {
         let mut response = Response::new(full_body(body));
         *response.status_mut() = status;
         *response.headers_mut() = headers;
+        response.extensions_mut().insert(cache_status);
         Ok(response)
     };
     if crate::origin::validators_match(
@@ -126,7 +128,8 @@ fn respond_entry(
     respond(status_code, headers, body)
 }
 
-/// `X-Cache`: how the cache answered (also read back for stats and the access log).
+/// `X-Cache`: how the cache answered (for clients; stats and the access log read the
+/// [`CacheStatus`] response extension instead).
 pub const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 const TIMING_ALLOW_ORIGIN: HeaderName = HeaderName::from_static("timing-allow-origin");
 const X_SWIFT_SAVETIME: HeaderName = HeaderName::from_static("x-swift-savetime");
@@ -176,7 +179,7 @@ fn respond_stream(
 }
 
 fn finish(builder: http::response::Builder, body: ResponseBody) -> Result<Response<ResponseBody>, Error> {
-    builder.body(body).map_err(|e| Error::Internal(format!("response build: {e}")))
+    builder.extension(CacheStatus::Bypass).body(body).map_err(|e| Error::Internal(format!("response build: {e}")))
 }
 
 /// `Via` entry in the CDN's format: `node[ms,status-0,H|M]`.

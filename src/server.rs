@@ -145,9 +145,11 @@ async fn handle(app: Arc<App>, which: Listener, peer: SocketAddr, req: Request<I
         response.headers_mut().append(name, value);
     }
     let header_str = |name: header::HeaderName| response.headers().get(name).and_then(|v| v.to_str().ok());
-    let cache = header_str(respond::X_CACHE).unwrap_or("-");
+    // The cache status travels as a value (set by `respond`), not as header text.
+    let cache_status = response.extensions().get::<crate::cache::CacheStatus>().copied();
+    let cache = cache_status.map_or("-", crate::cache::CacheStatus::as_str);
     let bytes = header_str(header::CONTENT_LENGTH).unwrap_or("-");
-    app.stats.record_request(response.status().as_u16(), cache, bytes.parse().unwrap_or(0));
+    app.stats.record_request(response.status().as_u16(), cache_status, bytes.parse().unwrap_or(0));
     // The query is left out of the log on purpose: it may carry signatures and tokens.
     tracing::info!(
         target: "imgedge::access",

@@ -4,6 +4,7 @@
 //! Counters that other parts already keep (cache size and evictions, worker queue)
 //! are read at scrape time instead of being mirrored on every request.
 
+use crate::cache::CacheStatus;
 use crate::origin::BodyStream;
 use futures_util::StreamExt;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -132,14 +133,15 @@ impl Default for Stats {
 }
 
 impl Stats {
-    /// Counts one answered request; `cache` is the `X-Cache` value or `-`.
-    pub fn record_request(&self, status: u16, cache: &str, bytes: u64) {
-        let label = cache_label(cache);
+    /// Counts one answered request; `cache` is how the cache answered (None: not an
+    /// object request, or an error).
+    pub fn record_request(&self, status: u16, cache: Option<CacheStatus>, bytes: u64) {
+        let label = cache.map_or("none", CacheStatus::label);
         self.requests.get_or_create(&RequestLabels { status, cache: label }).inc();
         self.bytes_served.inc_by(bytes);
-        if label != "none" {
+        if let Some(cache) = cache {
             self.lookups.inc();
-            if cache.starts_with("HIT") {
+            if cache.is_hit() {
                 self.hits.inc();
             }
         }
@@ -222,18 +224,5 @@ fn catch_up(counter: &Counter, total: u64) {
     let now = counter.get();
     if total > now {
         counter.inc_by(total - now);
-    }
-}
-
-fn cache_label(x_cache: &str) -> &'static str {
-    match x_cache {
-        "HIT TCP_MEM_HIT" => "hit",
-        "HIT TCP_COALESCED_HIT" => "coalesced_hit",
-        "HIT TCP_REFRESH_HIT" => "refresh_hit",
-        "HIT TCP_STALE_HIT" => "stale_hit",
-        "MISS TCP_REFRESH_MISS" => "refresh_miss",
-        "MISS TCP_MISS" => "miss",
-        "MISS TCP_MISS_NOCACHE" => "bypass",
-        _ => "none",
     }
 }
