@@ -258,7 +258,33 @@ async fn fill(
             )
         }
     };
+    let entry = precompress(app, entry).await;
     Ok(Filled::Entry { entry: Arc::new(entry), status, cacheable: ttl.is_some(), purged_at })
+}
+
+/// Compresses a compressible body once, at fill time, and keeps the copies with the
+/// entry (see [`crate::encoding`]): small bodies here, large ones on the worker pool.
+/// If the pool refuses (overload, deadline), the entry is kept without coded copies
+/// and served as identity: compression is never worth failing a fill for.
+async fn precompress(app: &Arc<App>, entry: Entry) -> Entry {
+    if !crate::encoding::wants_precompress(&entry.content_type, entry.body.len()) {
+        return entry;
+    }
+    let body = entry.body.clone();
+    let encoded = if body.len() <= crate::encoding::INLINE_MAX {
+        crate::encoding::precompress(&body)
+    } else {
+        let deadline = Instant::now() + app.config.request_timeout();
+        match app.workers.run(deadline.into(), move || crate::encoding::precompress(&body)).await {
+            Ok(encoded) => encoded,
+            Err(e) => {
+                tracing::debug!(error = %e, "fill-time compression skipped");
+                return entry;
+            }
+        }
+    };
+    app.stats.fill_compressed();
+    entry.with_encodings(encoded)
 }
 
 /// Runs a pipeline on a source on the worker pool: watermark objects are fetched

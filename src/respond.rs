@@ -3,6 +3,7 @@
 //! It never touches the origin or the cache; [`crate::fill`] decides what is served.
 
 use crate::cache::{CacheStatus, Entry};
+use crate::encoding::Coding;
 use crate::error::Error;
 use crate::fill::Served;
 use crate::origin::{BodyStream, ObjectMeta, OriginError};
@@ -99,10 +100,13 @@ fn respond_entry(
     }
     if crate::encoding::is_compressible(&entry.content_type) {
         headers.append(header::VARY, HeaderValue::from_static("Accept-Encoding"));
-        let coding = req.accept_encoding.as_deref().and_then(crate::encoding::negotiate);
-        let compressed = coding
-            .filter(|_| req.range.is_none())
-            .and_then(|c| crate::encoding::compress(&entry.body, c).map(|b| (c, b)));
+        // The coded copies were made at fill time (`fill::precompress`): a hit only
+        // picks one, brotli first. Ranges are served from the identity body.
+        let accept = req.accept_encoding.as_deref().unwrap_or("");
+        let compressed = [Coding::Brotli, Coding::Gzip]
+            .into_iter()
+            .filter(|c| req.range.is_none() && crate::encoding::accepts(accept, *c))
+            .find_map(|c| entry.encoded(c.as_str()).map(|b| (c, b.clone())));
         if let Some((coding, body)) = compressed {
             headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static(coding.as_str()));
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));

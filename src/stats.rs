@@ -53,6 +53,9 @@ pub struct Stats {
     cache_evictions: Counter,
     queue_depth: Gauge,
     queue_rejections: Counter,
+    fill_compressions: Counter,
+    purge_log_records: Gauge,
+    purge_log_bytes: Gauge,
     streamed_bytes: Arc<AtomicU64>,
 }
 
@@ -111,6 +114,16 @@ impl Default for Stats {
             "Image jobs refused with 503 because the queue was full",
             queue_rejections.clone(),
         );
+        let fill_compressions = Counter::default();
+        registry.register(
+            "fill_compressions",
+            "Cache fills whose compressible body was compressed (br and gzip copies kept with the entry)",
+            fill_compressions.clone(),
+        );
+        let purge_log_records = Gauge::default();
+        registry.register("purge_log_records", "Purges remembered for the fill race check", purge_log_records.clone());
+        let purge_log_bytes = Gauge::default();
+        registry.register("purge_log_bytes", "Estimated bytes held by the purge log", purge_log_bytes.clone());
         Stats {
             registry,
             requests,
@@ -127,6 +140,9 @@ impl Default for Stats {
             cache_evictions,
             queue_depth,
             queue_rejections,
+            fill_compressions,
+            purge_log_records,
+            purge_log_bytes,
             streamed_bytes: Arc::default(),
         }
     }
@@ -183,6 +199,16 @@ impl Stats {
             .boxed()
     }
 
+    /// Counts one fill whose body was compressed for the cache.
+    pub fn fill_compressed(&self) {
+        self.fill_compressions.inc();
+    }
+
+    /// Fills whose body was compressed so far (hits never compress).
+    pub fn fill_compressions(&self) -> u64 {
+        self.fill_compressions.get()
+    }
+
     /// Origin requests so far.
     pub fn origin_fetches(&self) -> u64 {
         self.origin_fetches.get()
@@ -205,6 +231,9 @@ impl Stats {
         catch_up(&self.cache_evictions, app.cache.evictions());
         self.queue_depth.set(i64::try_from(app.workers.queue_depth()).unwrap_or(i64::MAX));
         catch_up(&self.queue_rejections, app.workers.rejected());
+        let (records, bytes) = app.cache.purge_log_size();
+        self.purge_log_records.set(i64::try_from(records).unwrap_or(i64::MAX));
+        self.purge_log_bytes.set(i64::try_from(bytes).unwrap_or(i64::MAX));
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             return String::new();
