@@ -146,7 +146,7 @@ impl Tasks {
             "TaskId": task.id.to_string(),
             "ObjectType": "preload",
             "Status": if pending == 0 { "Complete" } else { "Refreshing" },
-            "Process": format!("{}%", if total == 0 { 100 } else { done * 100 / total }),
+            "Process": format!("{}%", (done * 100).checked_div(total).unwrap_or(100)),
             "CreationTime": created,
             "total": total,
             "done": done,
