@@ -91,18 +91,7 @@ impl Tasks {
             created: SystemTime::now(),
             paths: paths.iter().map(|p| (p.clone(), PathState::Pending)).collect(),
         }));
-        {
-            let size: usize = paths.iter().map(|p| p.len() + PATH_OVERHEAD).sum();
-            let mut recent = lock(&self.recent);
-            let mut total = self.bytes.load(Ordering::Acquire) + size;
-            while !recent.is_empty() && (recent.len() >= MAX_TASKS || total > MAX_REGISTRY_BYTES) {
-                if let Some((old, _)) = recent.pop_front() {
-                    total -= old;
-                }
-            }
-            recent.push_back((size, Arc::clone(&task)));
-            self.bytes.store(total, Ordering::Release);
-        }
+        self.remember(Arc::clone(&task), MAX_TASKS, MAX_REGISTRY_BYTES);
         let app = Arc::clone(app);
         tokio::spawn(async move {
             let _slot = slot;
@@ -119,6 +108,20 @@ impl Tasks {
             }
         });
         Ok(id)
+    }
+
+    /// Keeps `task` for status queries, forgetting the oldest tasks beyond the bounds.
+    fn remember(&self, task: Shared, max_tasks: usize, max_bytes: usize) {
+        let size: usize = lock(&task).paths.iter().map(|(p, _)| p.len() + PATH_OVERHEAD).sum();
+        let mut recent = lock(&self.recent);
+        let mut total = self.bytes.load(Ordering::Acquire) + size;
+        while !recent.is_empty() && (recent.len() >= max_tasks || total > max_bytes) {
+            if let Some((old, _)) = recent.pop_front() {
+                total -= old;
+            }
+        }
+        recent.push_back((size, task));
+        self.bytes.store(total, Ordering::Release);
     }
 
     /// The status of a task, DescribeRefreshTasks-style, or None if unknown (never
@@ -185,5 +188,35 @@ async fn prefetch_one(app: &Arc<App>, url: &str) -> PathState {
     match outcome {
         Ok(cache) => PathState::Done { cache },
         Err(e) => PathState::Failed { status: e.status().as_u16(), code: e.code().to_string() },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(id: u64, paths: usize, len: usize) -> Shared {
+        let paths = (0..paths).map(|_| ("x".repeat(len), PathState::Pending)).collect();
+        Arc::new(Mutex::new(Task { id, created: SystemTime::now(), paths }))
+    }
+
+    #[test]
+    fn the_registry_forgets_the_oldest_beyond_its_bounds() {
+        let tasks = Tasks::default();
+        for id in 0..10 {
+            tasks.remember(task(id, 10, 100), 4, 1 << 20);
+        }
+        assert_eq!(tasks.size().0, 4);
+        assert!(tasks.describe(5).is_none() && tasks.describe(6).is_some());
+        let tasks = Tasks::default();
+        for id in 0..10 {
+            tasks.remember(task(id, 10, 1000), 100, 30_000);
+        }
+        let (count, bytes) = tasks.size();
+        assert!(bytes <= 30_000 && count == 2, "{count} tasks, {bytes} bytes");
+        let status = tasks.describe(9).unwrap();
+        assert_eq!(status["Status"], "Refreshing");
+        assert_eq!(status["Process"], "0%");
+        assert_eq!(status["paths"][0]["state"], "pending");
     }
 }
