@@ -37,8 +37,9 @@ pub enum Served {
 
 /// Result of one fill.
 enum Filled {
-    /// `purged_at`: the epoch after this fill's own purge of outdated variants, so
-    /// that purge does not veto the fill's insert.
+    /// `purged_at`: the epoch the insert is checked from: the fill's start, or the
+    /// epoch of its own purge of outdated variants (so that purge does not veto the
+    /// insert); `None` when another purge already vetoed it.
     Entry {
         entry: Arc<Entry>,
         status: CacheStatus,
@@ -112,7 +113,7 @@ async fn lock_and_fill(app: &Arc<App>, req: &ObjectRequest, key: CacheKey, deadl
         }
     }
     // The shared fill could not be used (a streamed object): fetch on our own, without caching.
-    let own = tokio::time::timeout_at(until, fill(app, req, &key, None, deadline, None)).await;
+    let own = tokio::time::timeout_at(until, fill(app, req, &key, None, app.cache.epoch(), deadline, None)).await;
     match own.unwrap_or(Err(Error::Timeout))? {
         Filled::Entry { entry, .. } => Ok(Served::Entry(entry, CacheStatus::Bypass)),
         Filled::Stream(served) => Ok(served),
@@ -138,15 +139,16 @@ async fn write(
     };
     let started = app.cache.epoch();
     let waiters = permit.waiters();
-    let work = fill(app, &req, &key, stale.as_deref(), deadline, Some(Arc::clone(&waiters)));
+    let work = fill(app, &req, &key, stale.as_deref(), started, deadline, Some(Arc::clone(&waiters)));
     let filled = tokio::select! {
         r = tokio::time::timeout_at(deadline.into(), work) => r.unwrap_or(Err(Error::Timeout)),
         () = waiters.cancelled() => Err(process::ProcessError::cancelled().into()),
     };
     match filled {
         Ok(Filled::Entry { entry, status, cacheable, purged_at }) => {
-            let epoch = purged_at.unwrap_or(started);
-            let stored = cacheable && app.cache.insert(Arc::clone(&entry), epoch);
+            // Checked against every purge since the fill started (its own purge of
+            // outdated variants excepted): revalidations included.
+            let stored = cacheable && purged_at.is_some_and(|epoch| app.cache.insert(Arc::clone(&entry), epoch));
             permit.release(LockStatus::Done(Arc::clone(&entry)));
             let status = if stored { status } else { CacheStatus::Bypass };
             Ok(Served::Entry(entry, status))
@@ -184,6 +186,7 @@ async fn fill(
     req: &ObjectRequest,
     key: &CacheKey,
     stale: Option<&Entry>,
+    started_epoch: u64,
     deadline: Instant,
     waiters: Option<Arc<Waiters>>,
 ) -> Result<Filled, Error> {
@@ -215,7 +218,7 @@ async fn fill(
                 entry,
                 status: CacheStatus::RefreshHit,
                 cacheable: ttl.is_some(),
-                purged_at: None,
+                purged_at: Some(started_epoch),
             });
         }
         Ok(Fetched::Object(object)) => object,
@@ -234,7 +237,7 @@ async fn fill(
                     )),
                     status: CacheStatus::Miss,
                     cacheable: true,
-                    purged_at: None,
+                    purged_at: Some(started_epoch),
                 }),
                 None => Err(OriginError::NotFound.into()),
             };
@@ -242,13 +245,13 @@ async fn fill(
         Err(e) => return Err(e.into()),
     };
     let mut status = CacheStatus::Miss;
-    let mut purged_at = None;
+    let mut purged_at = Some(started_epoch);
     if let Some(stale) = stale {
         status = CacheStatus::RefreshMiss;
         if stale.origin_etag != object.meta.etag {
-            // The original changed: every rendition of it is outdated.
-            app.cache.remove_variants(key.host(), key.path());
-            purged_at = Some(app.cache.epoch());
+            // The original changed: every rendition of it is outdated. A purge that
+            // landed during this fetch still vetoes the insert.
+            purged_at = app.cache.remove_variants_for_fill(key, started_epoch);
         }
     }
     let meta = object.meta;
@@ -297,7 +300,32 @@ async fn fill(
             )
         }
     };
+    let entry = precompress(app, entry, deadline).await;
     Ok(Filled::Entry { entry: Arc::new(entry), status, cacheable: ttl.is_some(), purged_at })
+}
+
+/// Compresses a compressible body once, at fill time, and keeps the copies with the
+/// entry (see [`crate::encoding`]): small bodies here, large ones on the worker pool.
+/// If the pool refuses (overload, deadline), the entry is kept without coded copies
+/// and served as identity: compression is never worth failing a fill for.
+async fn precompress(app: &Arc<App>, entry: Entry, deadline: Instant) -> Entry {
+    if !crate::encoding::wants_precompress(&entry.content_type, entry.body.len()) {
+        return entry;
+    }
+    let body = entry.body.clone();
+    let encoded = if body.len() <= crate::encoding::INLINE_MAX {
+        crate::encoding::precompress(&body)
+    } else {
+        match app.workers.run(deadline.into(), move || crate::encoding::precompress(&body)).await {
+            Ok(encoded) => encoded,
+            Err(e) => {
+                tracing::debug!(error = %e, "fill-time compression skipped");
+                return entry;
+            }
+        }
+    };
+    app.stats.fill_compressed();
+    entry.with_encodings(encoded)
 }
 
 /// Runs a pipeline on a source on the worker pool: watermark objects are fetched

@@ -21,6 +21,7 @@ pub mod explain;
 pub mod fill;
 pub mod memory;
 pub mod origin;
+pub mod prefetch;
 pub mod process;
 pub mod purge;
 pub mod request;
@@ -70,6 +71,8 @@ pub struct App {
     pub chains: process::ChainMemo,
     /// Decoded-source cache (`None` when `cache.decoded_size` is 0).
     pub decoded: Option<process::DecodedCache>,
+    /// Prefetch tasks and their per-path status.
+    pub prefetch: prefetch::Tasks,
     default_host: OnceLock<String>,
     request_seq: AtomicU64,
     request_seed: u64,
@@ -104,6 +107,7 @@ impl App {
             stats: Stats::default(),
             fonts: None,
             decoded,
+            prefetch: prefetch::Tasks::default(),
             chains,
             default_host: OnceLock::new(),
             request_seq: AtomicU64::new(0),

@@ -3,6 +3,7 @@
 //! It never touches the origin or the cache; [`crate::fill`] decides what is served.
 
 use crate::cache::{CacheStatus, Entry};
+use crate::encoding::Coding;
 use crate::error::Error;
 use crate::fill::Served;
 use crate::origin::{BodyStream, ObjectMeta, OriginError};
@@ -81,10 +82,12 @@ fn respond_entry(
     } else {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     }
+    let cache_status = status;
     let respond = |status: StatusCode, headers: HeaderMap, body: Bytes| {
         let mut response = Response::new(full_body(body));
         *response.status_mut() = status;
         *response.headers_mut() = headers;
+        response.extensions_mut().insert(cache_status);
         Ok(response)
     };
     if crate::origin::validators_match(
@@ -97,10 +100,13 @@ fn respond_entry(
     }
     if crate::encoding::is_compressible(&entry.content_type) {
         headers.append(header::VARY, HeaderValue::from_static("Accept-Encoding"));
-        let coding = req.accept_encoding.as_deref().and_then(crate::encoding::negotiate);
-        let compressed = coding
-            .filter(|_| req.range.is_none())
-            .and_then(|c| crate::encoding::compress(&entry.body, c).map(|b| (c, b)));
+        // The coded copies were made at fill time (`fill::precompress`): a hit only
+        // picks one, brotli first. Ranges are served from the identity body.
+        let accept = req.accept_encoding.as_deref().unwrap_or("");
+        let compressed = [Coding::Brotli, Coding::Gzip]
+            .into_iter()
+            .filter(|c| req.range.is_none() && crate::encoding::accepts(accept, *c))
+            .find_map(|c| entry.encoded(c.as_str()).map(|b| (c, b.clone())));
         if let Some((coding, body)) = compressed {
             headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static(coding.as_str()));
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
@@ -126,7 +132,8 @@ fn respond_entry(
     respond(status_code, headers, body)
 }
 
-/// `X-Cache`: how the cache answered (also read back for stats and the access log).
+/// `X-Cache`: how the cache answered (for clients; stats and the access log read the
+/// [`CacheStatus`] response extension instead).
 pub const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 const TIMING_ALLOW_ORIGIN: HeaderName = HeaderName::from_static("timing-allow-origin");
 const X_SWIFT_SAVETIME: HeaderName = HeaderName::from_static("x-swift-savetime");
@@ -176,7 +183,7 @@ fn respond_stream(
 }
 
 fn finish(builder: http::response::Builder, body: ResponseBody) -> Result<Response<ResponseBody>, Error> {
-    builder.body(body).map_err(|e| Error::Internal(format!("response build: {e}")))
+    builder.extension(CacheStatus::Bypass).body(body).map_err(|e| Error::Internal(format!("response build: {e}")))
 }
 
 /// `Via` entry in the CDN's format: `node[ms,status-0,H|M]`.

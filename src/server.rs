@@ -187,9 +187,11 @@ async fn handle(app: Arc<App>, which: Listener, peer: SocketAddr, req: Request<I
         response.headers_mut().append(name, value);
     }
     let header_str = |name: header::HeaderName| response.headers().get(name).and_then(|v| v.to_str().ok());
-    let cache = header_str(respond::X_CACHE).unwrap_or("-");
+    // The cache status travels as a value (set by `respond`), not as header text.
+    let cache_status = response.extensions().get::<crate::cache::CacheStatus>().copied();
+    let cache = cache_status.map_or("-", crate::cache::CacheStatus::as_str);
     let bytes = header_str(header::CONTENT_LENGTH).unwrap_or("-");
-    app.stats.record_request(response.status().as_u16(), cache, bytes.parse().unwrap_or(0));
+    app.stats.record_request(response.status().as_u16(), cache_status, bytes.parse().unwrap_or(0));
     // The query is left out of the log on purpose: it may carry signatures and tokens.
     tracing::info!(
         target: "imgedge::access",
@@ -298,46 +300,23 @@ async fn admin(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Respon
             purge::authorize(app, req.headers())?;
             let (content_type, _query, body) = read_admin_body(req).await?;
             let paths = purge::parse_prefetch(&content_type, &body)?;
-            let mut results = Vec::with_capacity(paths.len());
-            for path in paths {
-                results.push(prefetch_one(app, &path).await);
-            }
-            let task_id = app.next_task_id().to_string();
+            let count = paths.len();
+            // Answered at once, as PushObjectCache: the paths are fetched in the
+            // background and `GET /tasks/<id>` reports each one's result.
+            let task_id = app.prefetch.start(app, paths)?.to_string();
             json_response(
                 StatusCode::OK,
-                serde_json::json!({"RequestId": app.next_request_id().as_str(), "PushTaskId": task_id, "task_id": task_id, "results": results}),
+                serde_json::json!({"RequestId": app.next_request_id().as_str(), "PushTaskId": task_id, "task_id": task_id, "Status": "Refreshing", "paths": count}),
             )
+        }
+        (&Method::GET, path) if path.starts_with("/tasks/") => {
+            purge::authorize(app, req.headers())?;
+            let id = path["/tasks/".len()..].parse::<u64>().map_err(|_| Error::NotFound)?;
+            let status = app.prefetch.describe(id).ok_or(Error::NotFound)?;
+            json_response(StatusCode::OK, status)
         }
         (_, "/healthz" | "/purge" | "/prefetch" | "/metrics" | "/explain") => Err(Error::MethodNotAllowed),
         _ => Err(Error::NotFound),
-    }
-}
-
-/// Fetches one URL into the cache, as a GET would.
-async fn prefetch_one(app: &Arc<App>, url: &str) -> serde_json::Value {
-    let outcome: Result<&str, Error> = async {
-        let (host, path, query) = purge::split_url(url)?;
-        let host = host.unwrap_or_else(|| app.default_host());
-        let uri: http::Uri = match &query {
-            Some(q) => format!("{path}?{q}"),
-            None => path,
-        }
-        .parse()
-        .map_err(|_| Error::InvalidArgument(format!("bad prefetch path {url:?}")))?;
-        let mut headers = http::HeaderMap::new();
-        if let Ok(h) = http::HeaderValue::from_str(&host) {
-            headers.insert(header::HOST, h);
-        }
-        let object = ObjectRequest::parse(&Method::GET, &uri, &headers, &app.chains)?;
-        match fill::serve_object(app, &object).await? {
-            fill::Served::Entry(_, status) => Ok(status.as_str()),
-            fill::Served::Stream { .. } => Ok(crate::cache::CacheStatus::Bypass.as_str()),
-        }
-    }
-    .await;
-    match outcome {
-        Ok(cache) => serde_json::json!({"path": url, "status": 200, "cache": cache}),
-        Err(e) => serde_json::json!({"path": url, "status": e.status().as_u16(), "code": e.code()}),
     }
 }
 

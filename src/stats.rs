@@ -4,6 +4,7 @@
 //! Counters that other parts already keep (cache size and evictions, worker queue)
 //! are read at scrape time instead of being mirrored on every request.
 
+use crate::cache::CacheStatus;
 use crate::origin::BodyStream;
 use futures_util::StreamExt;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -52,6 +53,9 @@ pub struct Stats {
     cache_evictions: Counter,
     queue_depth: Gauge,
     queue_rejections: Counter,
+    fill_compressions: Counter,
+    purge_log_records: Gauge,
+    purge_log_bytes: Gauge,
     streamed_bytes: Arc<AtomicU64>,
 }
 
@@ -110,6 +114,16 @@ impl Default for Stats {
             "Image jobs refused with 503 because the queue was full",
             queue_rejections.clone(),
         );
+        let fill_compressions = Counter::default();
+        registry.register(
+            "fill_compressions",
+            "Cache fills whose compressible body was compressed (br and gzip copies kept with the entry)",
+            fill_compressions.clone(),
+        );
+        let purge_log_records = Gauge::default();
+        registry.register("purge_log_records", "Purges remembered for the fill race check", purge_log_records.clone());
+        let purge_log_bytes = Gauge::default();
+        registry.register("purge_log_bytes", "Estimated bytes held by the purge log", purge_log_bytes.clone());
         Stats {
             registry,
             requests,
@@ -126,20 +140,24 @@ impl Default for Stats {
             cache_evictions,
             queue_depth,
             queue_rejections,
+            fill_compressions,
+            purge_log_records,
+            purge_log_bytes,
             streamed_bytes: Arc::default(),
         }
     }
 }
 
 impl Stats {
-    /// Counts one answered request; `cache` is the `X-Cache` value or `-`.
-    pub fn record_request(&self, status: u16, cache: &str, bytes: u64) {
-        let label = cache_label(cache);
+    /// Counts one answered request; `cache` is how the cache answered (None: not an
+    /// object request, or an error).
+    pub fn record_request(&self, status: u16, cache: Option<CacheStatus>, bytes: u64) {
+        let label = cache.map_or("none", CacheStatus::label);
         self.requests.get_or_create(&RequestLabels { status, cache: label }).inc();
         self.bytes_served.inc_by(bytes);
-        if label != "none" {
+        if let Some(cache) = cache {
             self.lookups.inc();
-            if cache.starts_with("HIT") {
+            if cache.is_hit() {
                 self.hits.inc();
             }
         }
@@ -181,6 +199,16 @@ impl Stats {
             .boxed()
     }
 
+    /// Counts one fill whose body was compressed for the cache.
+    pub fn fill_compressed(&self) {
+        self.fill_compressions.inc();
+    }
+
+    /// Fills whose body was compressed so far (hits never compress).
+    pub fn fill_compressions(&self) -> u64 {
+        self.fill_compressions.get()
+    }
+
     /// Origin requests so far.
     pub fn origin_fetches(&self) -> u64 {
         self.origin_fetches.get()
@@ -203,6 +231,9 @@ impl Stats {
         catch_up(&self.cache_evictions, app.cache.evictions());
         self.queue_depth.set(i64::try_from(app.workers.queue_depth()).unwrap_or(i64::MAX));
         catch_up(&self.queue_rejections, app.workers.rejected());
+        let (records, bytes) = app.cache.purge_log_size();
+        self.purge_log_records.set(i64::try_from(records).unwrap_or(i64::MAX));
+        self.purge_log_bytes.set(i64::try_from(bytes).unwrap_or(i64::MAX));
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             return String::new();
@@ -222,18 +253,5 @@ fn catch_up(counter: &Counter, total: u64) {
     let now = counter.get();
     if total > now {
         counter.inc_by(total - now);
-    }
-}
-
-fn cache_label(x_cache: &str) -> &'static str {
-    match x_cache {
-        "HIT TCP_MEM_HIT" => "hit",
-        "HIT TCP_COALESCED_HIT" => "coalesced_hit",
-        "HIT TCP_REFRESH_HIT" => "refresh_hit",
-        "HIT TCP_STALE_HIT" => "stale_hit",
-        "MISS TCP_REFRESH_MISS" => "refresh_miss",
-        "MISS TCP_MISS" => "miss",
-        "MISS TCP_MISS_NOCACHE" => "bypass",
-        _ => "none",
     }
 }

@@ -13,6 +13,7 @@ mod auto_format;
 mod bad_input;
 mod binary;
 mod browser;
+mod cache_budgets;
 mod common;
 mod connections;
 mod deadlines;

@@ -421,8 +421,9 @@ async fn prefetch_warms_the_cache_and_healthz_answers() {
         .await;
     assert_eq!(r.status, StatusCode::OK);
     let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
-    assert_eq!(v["results"][0]["cache"], "MISS TCP_MISS");
-    assert_eq!(v["results"][2]["status"], 404);
+    let task = crate::cache_budgets::wait_for_task(&s, v["PushTaskId"].as_str().unwrap()).await;
+    assert_eq!(task["paths"][0]["cache"], "MISS TCP_MISS");
+    assert_eq!(task["paths"][2]["status"], 404);
     assert_eq!(s.get("/hello.txt").await.x_cache(), "HIT TCP_MEM_HIT");
     assert_eq!(s.get("/docs/nested.txt").await.x_cache(), "HIT TCP_MEM_HIT");
     let h = s.send(Method::GET, &s.admin_url("/healthz"), &[], bytes::Bytes::new()).await;

@@ -33,6 +33,9 @@ pub struct Entry {
     pub stored_at: SystemTime,
     /// Freshness lifetime from `stored_at`.
     pub ttl: Duration,
+    /// Content-coded copies of `body` (`("br", ..)`, `("gzip", ..)`), made once when the
+    /// entry was filled so a hit only picks one; weighed with the entry.
+    encoded: Vec<(&'static str, Bytes)>,
     /// Set by a soft purge: the next request revalidates.
     stale: AtomicBool,
     /// Header values that never change for this entry, formatted on first use so a
@@ -80,9 +83,21 @@ impl Entry {
             origin_etag,
             stored_at: SystemTime::now(),
             ttl,
+            encoded: Vec::new(),
             stale: AtomicBool::new(false),
             headers: OnceLock::new(),
         }
+    }
+
+    /// The entry with content-coded copies of its body (token, bytes), made at fill.
+    pub fn with_encodings(mut self, encoded: Vec<(&'static str, Bytes)>) -> Entry {
+        self.encoded = encoded;
+        self
+    }
+
+    /// The body coded with `coding` (`br`, `gzip`), if a copy was made at fill.
+    pub fn encoded(&self, coding: &str) -> Option<&Bytes> {
+        self.encoded.iter().find(|(c, _)| *c == coding).map(|(_, b)| b)
     }
 
     /// The same response, revalidated now with a new TTL (after an origin 304).
@@ -97,6 +112,7 @@ impl Entry {
             origin_etag: self.origin_etag.clone(),
             stored_at: SystemTime::now(),
             ttl,
+            encoded: self.encoded.clone(),
             stale: AtomicBool::new(false),
             headers: OnceLock::new(),
         }
@@ -134,11 +150,12 @@ impl Entry {
         now.duration_since(self.stored_at).unwrap_or_default()
     }
 
-    /// Bytes this entry costs in memory: the body plus what holding it costs besides
+    /// Bytes this entry costs in memory: the body and its coded copies plus what holding it costs besides
     /// (headers, key, moka's node, the purge index), so a 64 MiB cache of small objects
     /// takes 64 MiB of RSS and not several times that.
     pub fn weight(&self) -> u32 {
         let overhead = ENTRY_OVERHEAD + 2 * self.key.url.len() + self.content_type.len();
-        u32::try_from(self.body.len().saturating_add(overhead)).unwrap_or(u32::MAX)
+        let encoded: usize = self.encoded.iter().map(|(_, b)| b.len()).sum();
+        u32::try_from(self.body.len().saturating_add(encoded).saturating_add(overhead)).unwrap_or(u32::MAX)
     }
 }

@@ -3,11 +3,12 @@
 //! Invariant: a fill that started before a purge matching its key never inserts
 //! its (possibly stale) result. Every purge bumps an epoch and is logged with its
 //! target; a fill remembers the epoch it started at and `insert` checks the purges
-//! logged since then.
+//! logged since then (the bounded log and its conservative fallback: [`purge_log`]).
 
 pub mod key;
 pub mod lock;
 pub mod meta;
+pub mod purge_log;
 pub mod store;
 pub mod ttl;
 
@@ -15,17 +16,16 @@ pub use key::CacheKey;
 pub use lock::{FillLocks, LockStatus, Locked};
 pub use meta::Entry;
 
+use purge_log::PurgeLog;
 use regex::Regex;
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use store::Store;
 
-/// How long purges are remembered for the fill race check; longer than any fill.
-const PURGE_LOG_KEEP: Duration = Duration::from_secs(600);
-
-/// How a response was served; the text goes into `X-Cache` and logs.
+/// How a response was served; the text goes into `X-Cache` and logs. [`crate::respond`]
+/// also attaches it to the response as an extension, which is what stats and the
+/// access log read (never the header text).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheStatus {
     /// Fresh copy from memory.
@@ -55,6 +55,19 @@ impl CacheStatus {
             CacheStatus::RefreshMiss => "MISS TCP_REFRESH_MISS",
             CacheStatus::Miss => "MISS TCP_MISS",
             CacheStatus::Bypass => "MISS TCP_MISS_NOCACHE",
+        }
+    }
+
+    /// Short label for metrics (`imgedge_requests_total{cache=...}`).
+    pub fn label(self) -> &'static str {
+        match self {
+            CacheStatus::Hit => "hit",
+            CacheStatus::LockHit => "coalesced_hit",
+            CacheStatus::RefreshHit => "refresh_hit",
+            CacheStatus::StaleHit => "stale_hit",
+            CacheStatus::RefreshMiss => "refresh_miss",
+            CacheStatus::Miss => "miss",
+            CacheStatus::Bypass => "bypass",
         }
     }
 
@@ -111,7 +124,7 @@ pub struct Cache {
     store: Store,
     locks: Arc<FillLocks>,
     epoch: AtomicU64,
-    purge_log: Mutex<VecDeque<(u64, Instant, PurgeTarget)>>,
+    purge_log: Mutex<PurgeLog>,
 }
 
 impl Cache {
@@ -121,7 +134,7 @@ impl Cache {
             store: Store::new(capacity),
             locks: FillLocks::new(lock_timeout),
             epoch: AtomicU64::new(0),
-            purge_log: Mutex::new(VecDeque::new()),
+            purge_log: Mutex::new(PurgeLog::new(purge_log::DEFAULT_MAX_RECORDS, purge_log::DEFAULT_MAX_BYTES)),
         }
     }
 
@@ -147,8 +160,7 @@ impl Cache {
     pub fn insert(&self, entry: Arc<Entry>, started_epoch: u64) -> bool {
         {
             let log = self.purge_log.lock().unwrap_or_else(|p| p.into_inner());
-            let raced = log.iter().any(|(e, _, target)| *e > started_epoch && target.matches(&entry.key));
-            if raced {
+            if log.vetoes(&entry.key, started_epoch) {
                 return false;
             }
             // Inserted under the log lock so a purge cannot slip in between check and insert.
@@ -166,6 +178,22 @@ impl Cache {
     /// Applies a purge: removes the matching entries (`force`) or marks them stale so
     /// the next request revalidates. Returns the number of entries affected.
     pub fn purge(&self, target: PurgeTarget, force: bool) -> usize {
+        self.purge_at(target, force).0
+    }
+
+    /// A fill that found its original changed drops the outdated renditions of its path.
+    /// Returns the epoch its own insert is to be checked from: its own purge is not held
+    /// against it, but any other purge covering `key` since `started_epoch` still is
+    /// (`None`: such a purge ran, so the fill must not be stored).
+    pub fn remove_variants_for_fill(&self, key: &CacheKey, started_epoch: u64) -> Option<u64> {
+        let target = PurgeTarget::Path { host: Some(key.host().to_owned()), path: key.path().to_owned() };
+        let (_, own) = self.purge_at(target, true);
+        let log = self.purge_log.lock().unwrap_or_else(|p| p.into_inner());
+        (!log.vetoes_between(key, started_epoch, own)).then_some(own)
+    }
+
+    /// [`Cache::purge`], also returning the epoch the purge was logged at.
+    fn purge_at(&self, target: PurgeTarget, force: bool) -> (usize, u64) {
         let keys: Vec<CacheKey> = match &target {
             PurgeTarget::Url { key, .. } => self.store.keys_at_path(key.path()),
             PurgeTarget::Path { path, .. } => self.store.keys_at_path(path),
@@ -182,18 +210,27 @@ impl Cache {
             }
         }
         // Soft purges are logged too: a fill already in flight may carry old bytes.
-        self.log_purge(target);
-        affected
+        let epoch = self.log_purge(target);
+        (affected, epoch)
     }
 
-    fn log_purge(&self, target: PurgeTarget) {
+    fn log_purge(&self, target: PurgeTarget) -> u64 {
         let mut log = self.purge_log.lock().unwrap_or_else(|p| p.into_inner());
         let epoch = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
-        let now = Instant::now();
-        while log.front().is_some_and(|(_, t, _)| now.duration_since(*t) > PURGE_LOG_KEEP) {
-            log.pop_front();
-        }
-        log.push_back((epoch, now, target));
+        log.push(epoch, Instant::now(), target);
+        epoch
+    }
+
+    /// Records and estimated bytes held by the purge log (bounded, see [`purge_log`]).
+    pub fn purge_log_size(&self) -> (usize, usize) {
+        let log = self.purge_log.lock().unwrap_or_else(|p| p.into_inner());
+        (log.len(), log.bytes())
+    }
+
+    /// A cache whose purge log keeps at most `max_records` records / `max_bytes` bytes.
+    pub fn with_purge_log_bounds(mut self, max_records: usize, max_bytes: usize) -> Cache {
+        self.purge_log = Mutex::new(PurgeLog::new(max_records, max_bytes));
+        self
     }
 
     /// Number of entries (after pending maintenance).
@@ -242,6 +279,32 @@ mod tests {
         // A fill that starts after the purge stores normally.
         assert!(c.insert(Arc::clone(&e), c.epoch()));
         assert!(c.get(&e.key).is_some());
+    }
+
+    #[test]
+    fn a_refill_own_variant_purge_does_not_veto_it_but_a_concurrent_purge_does() {
+        let c = Cache::new(1 << 20, Duration::from_secs(1));
+        let e = entry("/a.jpg", None);
+        let started = c.epoch();
+        let own = c.remove_variants_for_fill(&e.key, started).unwrap();
+        assert!(c.insert(Arc::clone(&e), own));
+        // A purge landing between the fill's start and its own purge vetoes it.
+        let started = c.epoch();
+        c.purge(PurgeTarget::Url { host: None, key: e.key.clone() }, true);
+        assert_eq!(c.remove_variants_for_fill(&e.key, started), None);
+    }
+
+    #[test]
+    fn purge_log_stays_bounded_and_fills_store_afterwards() {
+        let c = Cache::new(1 << 20, Duration::from_secs(1)).with_purge_log_bounds(100, 1 << 20);
+        let before = c.epoch();
+        for i in 0..1000 {
+            c.purge(PurgeTarget::Path { host: None, path: format!("/p{i}") }, true);
+        }
+        assert_eq!(c.purge_log_size().0, 100);
+        // Started before the dropped records: not checkable, so not stored.
+        assert!(!c.insert(entry("/a.jpg", None), before));
+        assert!(c.insert(entry("/a.jpg", None), c.epoch()));
     }
 
     #[test]

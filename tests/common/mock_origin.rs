@@ -381,6 +381,8 @@ pub enum Fault {
     Headers(&'static str),
     /// Write this raw HTTP response instead of the object.
     Raw(String),
+    /// Wait this long, then write this raw HTTP response (a slow 304, say).
+    SlowRaw(Duration, String),
     /// Send the headers, then the body in `chunks` pieces with `pause` between them.
     SlowBody {
         /// Pause between pieces.
@@ -462,6 +464,10 @@ impl FaultOrigin {
                             }
                         }
                         Fault::Raw(text) => {
+                            let _ = stream.write_all(text.as_bytes()).await;
+                        }
+                        Fault::SlowRaw(pause, text) => {
+                            tokio::time::sleep(pause).await;
                             let _ = stream.write_all(text.as_bytes()).await;
                         }
                         Fault::Headers(extra) => {
