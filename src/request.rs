@@ -65,7 +65,7 @@ impl ObjectRequest {
         let head = match *method {
             Method::GET => false,
             Method::HEAD => true,
-            _ => return Err(Error::MethodNotAllowed),
+            _ => return Err(Error::MethodNotAllowed("GET, HEAD, OPTIONS")),
         };
         let host = headers
             .get(header::HOST)
