@@ -230,10 +230,14 @@ async fn admin(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Respon
         (&Method::GET, "/healthz") | (&Method::HEAD, "/healthz") => {
             json_response(StatusCode::OK, serde_json::json!({"status": "ok"}))
         }
-        (&Method::GET, "/metrics") => Response::builder()
-            .header(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")
-            .body(full_body(app.stats.render(app)))
-            .map_err(|e| Error::Internal(format!("response build: {e}"))),
+        (&Method::GET, "/metrics") => {
+            // Metrics name hosts, paths' shapes and load: admin data like the rest.
+            purge::authorize(app, req.headers())?;
+            Response::builder()
+                .header(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")
+                .body(full_body(app.stats.render(app)))
+                .map_err(|e| Error::Internal(format!("response build: {e}")))
+        }
         (&Method::GET, "/explain") => {
             purge::authorize(app, req.headers())?;
             let value = crate::explain::explain(app, req.uri().query(), req.headers()).await?;

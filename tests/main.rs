@@ -16,6 +16,7 @@ mod browser;
 mod common;
 mod explain;
 mod fuzz_replay;
+mod hardening;
 mod http_fit;
 mod images;
 mod metrics;
