@@ -37,6 +37,9 @@ async fn a_fifo_in_the_folder_origin_is_refused_without_blocking() {
         let r = tokio::time::timeout(Duration::from_secs(10), s.get(pq)).await.expect("FIFO open blocked");
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{pq}: {}", r.text());
     }
+    // A unix socket is no object either (its open fails with ENXIO, once a 502).
+    let _socket = std::os::unix::net::UnixListener::bind(dir.path().join("sock.jpg")).unwrap();
+    assert_eq!(s.get("/sock.jpg").await.status, StatusCode::NOT_FOUND);
     // /dev/null through a symlink stays outside the root: also refused.
     std::os::unix::fs::symlink("/dev/null", dir.path().join("null.jpg")).unwrap();
     assert_eq!(s.get("/null.jpg").await.status, StatusCode::NOT_FOUND);

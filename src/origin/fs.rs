@@ -194,9 +194,9 @@ fn open_regular(path: &Path) -> Result<std::fs::File, OriginError> {
 }
 
 fn not_found_or_io(e: std::io::Error) -> OriginError {
-    // Names too long and symlink loops (or a symlink refused by O_NOFOLLOW) name no
-    // object we serve.
-    if matches!(e.raw_os_error(), Some(libc::ENAMETOOLONG | libc::ELOOP)) {
+    // Names too long, symlink loops (or a symlink refused by O_NOFOLLOW) and sockets
+    // (ENXIO on open) name no object we serve.
+    if matches!(e.raw_os_error(), Some(libc::ENAMETOOLONG | libc::ELOOP | libc::ENXIO)) {
         return OriginError::NotFound;
     }
     match e.kind() {
