@@ -6,7 +6,8 @@
 //! builds the OSS-style XML error body. Internal details never reach the client.
 
 use crate::origin::OriginError;
-use crate::process::ProcessError;
+use crate::process::{ProcessError, ProcessErrorKind};
+use http::header::{self, HeaderName, HeaderValue};
 use http::StatusCode;
 
 /// Everything that can end a request early, grouped by whom to blame.
@@ -26,9 +27,10 @@ pub enum Error {
         /// Object length, for the `Content-Range: bytes */len` header.
         len: u64,
     },
-    /// Method other than GET/HEAD (or POST on admin endpoints).
+    /// Method other than GET/HEAD (or POST on admin endpoints); the text is the
+    /// `Allow` header value for the resource.
     #[error("method not allowed")]
-    MethodNotAllowed,
+    MethodNotAllowed(&'static str),
     /// Admin call without a valid bearer token.
     #[error("unauthorized")]
     Unauthorized,
@@ -86,11 +88,11 @@ impl Error {
             Error::InvalidKey(_) | Error::InvalidArgument(_) | Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Error::InvalidPurge(..) => StatusCode::BAD_REQUEST,
             Error::InvalidRange { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
-            Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Error::Unauthorized => StatusCode::UNAUTHORIZED,
             Error::AccessDenied(_) | Error::UrlAuth(_) => StatusCode::FORBIDDEN,
             Error::NotFound => StatusCode::NOT_FOUND,
-            Error::Process(e) => StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST),
+            Error::Process(e) => process_status(e.kind()),
             Error::Origin(e) => match e {
                 OriginError::NotFound => StatusCode::NOT_FOUND,
                 OriginError::Denied => StatusCode::FORBIDDEN,
@@ -116,11 +118,11 @@ impl Error {
             Error::BadRequest(_) => "InvalidArgument",
             Error::InvalidPurge(code, _) => code,
             Error::InvalidRange { .. } => "InvalidRange",
-            Error::MethodNotAllowed => "MethodNotAllowed",
+            Error::MethodNotAllowed(_) => "MethodNotAllowed",
             Error::Unauthorized => "Unauthorized",
             Error::AccessDenied(_) | Error::UrlAuth(_) => "AccessDenied",
             Error::NotFound => "NotFound",
-            Error::Process(e) => e.code(),
+            Error::Process(e) => process_code(e.kind()),
             Error::Origin(e) => match e {
                 OriginError::NotFound => "NoSuchKey",
                 OriginError::Denied => "AccessDenied",
@@ -138,14 +140,18 @@ impl Error {
         }
     }
 
-    /// The message sent to the client (never internal details).
+    /// The message sent to the client (never internal details). Every 500 says the same
+    /// generic sentence: the detail of a bug or system failure goes to the log only.
     pub fn public_message(&self) -> String {
+        if self.status() == StatusCode::INTERNAL_SERVER_ERROR {
+            return INTERNAL_MESSAGE.into();
+        }
         match self {
             Error::InvalidKey(why) => format!("The object key is invalid: {why}."),
             Error::InvalidArgument(m) | Error::BadRequest(m) => m.clone(),
             Error::InvalidPurge(_, m) => m.clone(),
             Error::InvalidRange { .. } => "The requested range cannot be satisfied.".into(),
-            Error::MethodNotAllowed => "The specified method is not allowed.".into(),
+            Error::MethodNotAllowed(_) => "The specified method is not allowed.".into(),
             Error::Unauthorized => "A valid bearer token is required.".into(),
             Error::AccessDenied(m) => m.clone(),
             Error::UrlAuth(_) => "The URL signature is missing, expired or invalid.".into(),
@@ -161,11 +167,11 @@ impl Error {
                 }
                 OriginError::Timeout => "The origin did not answer in time.".into(),
                 OriginError::Upstream(_) | OriginError::Io(_) => "The origin failed to serve the object.".into(),
-                OriginError::Config(_) => "Internal error.".into(),
+                OriginError::Config(_) => INTERNAL_MESSAGE.into(),
             },
             Error::Overloaded => "The server is busy; retry later.".into(),
             Error::Timeout => "The request took too long.".into(),
-            Error::Internal(_) => "Internal error.".into(),
+            Error::Internal(_) => INTERNAL_MESSAGE.into(),
             Error::Shared(e) => e.public_message(),
         }
     }
@@ -186,6 +192,37 @@ impl Error {
         self.status().is_server_error()
     }
 
+    /// True for errors worth a warning in the log: server-side failures, and client
+    /// errors that hide a bug on our side (a decoder that panicked on bad input).
+    pub fn is_alarming(&self) -> bool {
+        self.is_server_side()
+            || matches!(self.root(), Error::Process(e) if e.detail().is_some_and(|d| d.starts_with(crate::process::DECODER_PANIC)))
+    }
+
+    /// The headers that belong to this error, beside the body: `Retry-After` for
+    /// overload, `Content-Range` for 416, `Allow` for 405, `WWW-Authenticate` for 401,
+    /// the CDN's `X-Tengine-Error` for URL auth, and `x-oss-ec`.
+    pub fn headers(&self) -> Vec<(HeaderName, HeaderValue)> {
+        let mut out = Vec::new();
+        let mut put = |name: HeaderName, value: &str| {
+            if let Ok(v) = HeaderValue::from_str(value) {
+                out.push((name, v));
+            }
+        };
+        match self.root() {
+            Error::Overloaded => put(header::RETRY_AFTER, "1"),
+            Error::InvalidRange { len } => put(header::CONTENT_RANGE, &format!("bytes */{len}")),
+            Error::MethodNotAllowed(allow) => put(header::ALLOW, allow),
+            Error::Unauthorized => put(header::WWW_AUTHENTICATE, "Bearer"),
+            Error::UrlAuth(why) => put(HeaderName::from_static("x-tengine-error"), why),
+            _ => {}
+        }
+        if let Some(ec) = self.ec() {
+            put(HeaderName::from_static("x-oss-ec"), ec);
+        }
+        out
+    }
+
     /// The OSS-style XML error body.
     pub fn xml_body(&self, request_id: &str, host: &str, key: Option<&str>) -> String {
         let mut xml = String::with_capacity(320);
@@ -203,6 +240,49 @@ impl Error {
         }
         xml.push_str("</Error>\n");
         xml
+    }
+}
+
+/// The one public message of every 500, as OSS words it.
+const INTERNAL_MESSAGE: &str = "We encountered an internal error. Please try again.";
+
+/// HTTP status of a processing error kind (spec §5).
+fn process_status(kind: ProcessErrorKind) -> StatusCode {
+    match kind {
+        ProcessErrorKind::NoSuchStyle => StatusCode::NOT_FOUND,
+        ProcessErrorKind::NotImplemented => StatusCode::NOT_IMPLEMENTED,
+        ProcessErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        ProcessErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        // nginx's 499 "client closed request": only the access log ever shows it.
+        ProcessErrorKind::Cancelled => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
+        _ => StatusCode::BAD_REQUEST,
+    }
+}
+
+/// OSS `Code` of a processing error kind (spec §5).
+fn process_code(kind: ProcessErrorKind) -> &'static str {
+    match kind {
+        ProcessErrorKind::InvalidArgument => "InvalidArgument",
+        ProcessErrorKind::MissingArgument => "MissingArgument",
+        ProcessErrorKind::BadRequest | ProcessErrorKind::Undecodable => "BadRequest",
+        ProcessErrorKind::ImageTooLarge => "ImageTooLarge",
+        ProcessErrorKind::Watermark => "WatermarkError",
+        ProcessErrorKind::NoSuchStyle => "NoSuchStyle",
+        ProcessErrorKind::NotImplemented => "NotImplemented",
+        ProcessErrorKind::Internal => "InternalError",
+        ProcessErrorKind::Timeout => "RequestTimeout",
+        ProcessErrorKind::Cancelled => "RequestCancelled",
+    }
+}
+
+/// Unit tests of `process` read status and code through the one map.
+#[cfg(test)]
+impl ProcessError {
+    pub(crate) fn status(&self) -> u16 {
+        process_status(self.kind()).as_u16()
+    }
+    pub(crate) fn code(&self) -> &'static str {
+        process_code(self.kind())
     }
 }
 
@@ -253,5 +333,50 @@ mod tests {
         let e = Error::Internal("secret path /etc/x".into());
         assert!(!e.public_message().contains("secret"));
         assert!(!e.xml_body("r", "h", None).contains("secret"));
+    }
+
+    #[test]
+    fn process_internal_detail_stays_in_the_log() {
+        let e = Error::from(ProcessError::internal("encode: secret encoder state"));
+        let body = e.xml_body("RID", "h", None);
+        assert_eq!((e.status(), e.code()), (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"));
+        assert!(!body.contains("secret"), "{body}");
+        assert!(body.contains("<RequestId>RID</RequestId>"));
+        assert!(e.to_string().contains("secret encoder state"), "the log line keeps the detail");
+        // A shared (coalesced) error is as quiet.
+        let shared = Error::Shared(std::sync::Arc::new(e));
+        assert!(!shared.xml_body("RID", "h", None).contains("secret"));
+    }
+
+    #[test]
+    fn decoder_detail_is_not_public() {
+        let e = Error::from(ProcessError::undecodable("png: Invalid PLTE length 25 at secret offset"));
+        assert_eq!((e.status(), e.code()), (StatusCode::BAD_REQUEST, "BadRequest"));
+        assert!(!e.xml_body("r", "h", None).contains("secret"));
+    }
+
+    #[test]
+    fn every_500_has_the_same_public_message() {
+        let errors = [
+            Error::Internal("x".into()),
+            Error::Origin(OriginError::Config("bucket secret".into())),
+            Error::from(ProcessError::internal("y")),
+        ];
+        for e in errors {
+            assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
+            assert_eq!(e.public_message(), INTERNAL_MESSAGE);
+        }
+    }
+
+    #[test]
+    fn per_error_headers_come_from_one_map() {
+        let names = |e: Error| {
+            e.headers().into_iter().map(|(n, v)| format!("{n}: {}", v.to_str().unwrap_or(""))).collect::<Vec<_>>()
+        };
+        assert_eq!(names(Error::Overloaded), ["retry-after: 1"]);
+        assert_eq!(names(Error::InvalidRange { len: 10 }), ["content-range: bytes */10"]);
+        assert_eq!(names(Error::MethodNotAllowed("GET, HEAD")), ["allow: GET, HEAD"]);
+        assert_eq!(names(Error::Shared(std::sync::Arc::new(Error::Overloaded))), ["retry-after: 1"]);
+        assert!(names(Error::Origin(OriginError::NotFound)).contains(&"x-oss-ec: 0026-00000001".to_owned()));
     }
 }

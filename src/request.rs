@@ -83,7 +83,7 @@ impl ObjectRequest {
         let head = match *method {
             Method::GET => false,
             Method::HEAD => true,
-            _ => return Err(Error::MethodNotAllowed),
+            _ => return Err(Error::MethodNotAllowed("GET, HEAD, OPTIONS")),
         };
         let path = normalize_path(uri.path())?;
         let query = uri.query().map(str::to_owned);

@@ -271,10 +271,14 @@ async fn admin(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Respon
         (&Method::GET, "/healthz") | (&Method::HEAD, "/healthz") => {
             json_response(StatusCode::OK, serde_json::json!({"status": "ok"}))
         }
-        (&Method::GET, "/metrics") => Response::builder()
-            .header(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")
-            .body(full_body(app.stats.render(app)))
-            .map_err(|e| Error::Internal(format!("response build: {e}"))),
+        (&Method::GET, "/metrics") => {
+            // Metrics name hosts, paths' shapes and load: admin data like the rest.
+            purge::authorize(app, req.headers())?;
+            Response::builder()
+                .header(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")
+                .body(full_body(app.stats.render(app)))
+                .map_err(|e| Error::Internal(format!("response build: {e}")))
+        }
         (&Method::GET, "/explain") => {
             purge::authorize(app, req.headers())?;
             let value = crate::explain::explain(app, req.uri().query(), req.headers()).await?;
@@ -315,7 +319,9 @@ async fn admin(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Respon
             let status = app.prefetch.describe(id).ok_or(Error::NotFound)?;
             json_response(StatusCode::OK, status)
         }
-        (_, "/healthz" | "/purge" | "/prefetch" | "/metrics" | "/explain") => Err(Error::MethodNotAllowed),
+        (_, "/healthz") => Err(Error::MethodNotAllowed("GET, HEAD")),
+        (_, "/purge" | "/prefetch") => Err(Error::MethodNotAllowed("POST")),
+        (_, "/metrics" | "/explain") => Err(Error::MethodNotAllowed("GET")),
         _ => Err(Error::NotFound),
     }
 }
@@ -347,7 +353,7 @@ fn error_response(err: &Error, request_id: &str, req: &http::request::Parts) -> 
     let accept_encoding = text(header::ACCEPT_ENCODING);
     let head = req.method == Method::HEAD;
     let path = req.uri.path();
-    if err.is_server_side() {
+    if err.is_alarming() {
         tracing::warn!(request_id, error = %err, "request failed");
     } else {
         tracing::debug!(request_id, error = %err, "request rejected");
@@ -369,15 +375,8 @@ fn error_response(err: &Error, request_id: &str, req: &http::request::Parts) -> 
         None => Bytes::from(xml),
     };
     builder = builder.header(header::CONTENT_LENGTH, body.len());
-    match err.root() {
-        Error::Overloaded => builder = builder.header(header::RETRY_AFTER, "1"),
-        Error::InvalidRange { len } => builder = builder.header(header::CONTENT_RANGE, format!("bytes */{len}")),
-        Error::Unauthorized => builder = builder.header(header::WWW_AUTHENTICATE, "Bearer"),
-        Error::UrlAuth(why) => builder = builder.header("X-Tengine-Error", *why),
-        _ => {}
-    }
-    if let Some(ec) = err.ec() {
-        builder = builder.header("x-oss-ec", ec);
+    for (name, value) in err.headers() {
+        builder = builder.header(name, value);
     }
     let body = if head { Bytes::new() } else { body };
     builder.body(full_body(body)).unwrap_or_else(|_| Response::new(full_body(Bytes::from_static(b"internal error"))))

@@ -21,6 +21,7 @@ mod deploy;
 mod env_config;
 mod explain;
 mod fuzz_replay;
+mod hardening;
 mod http_fit;
 mod images;
 mod install;

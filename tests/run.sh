@@ -24,7 +24,13 @@ if [ -f tests/requirements.txt ]; then
   .venv/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt
 fi
 
+# Style and lints first: cheap, and clippy's release build is the one the tests reuse.
+cargo fmt --check
+(cd tests/fuzz && cargo fmt --check)
+cargo clippy --release --all-targets -- -D warnings
+
 cargo test --release --all-targets "$@"
 
-# Each cargo-fuzz target for a bounded time (FUZZ_SECONDS, default 60) from the seed corpus.
+# Each cargo-fuzz target: the seed corpus and saved crashes replayed, then a short
+# fixed-seed, fixed-count mutation run (reproducible; random fuzzing is tests/fuzz/explore.sh).
 bash tests/fuzz/run.sh

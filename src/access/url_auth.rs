@@ -7,6 +7,12 @@
 //! so signed and unsigned spellings share one cache entry.
 //!
 //! Expiry: `expires_at = timestamp + validity`; a request after it is refused.
+//!
+//! Like the CDN, types A, B and C sign the path only, so one signature for an object
+//! also admits every `x-oss-process` chain on it. With `sign_process = true` the signed
+//! URI is the path followed by `?x-oss-process=<value exactly as sent>` whenever the
+//! request carries that parameter, so a signature covers one chain and cannot be
+//! reused for arbitrary (and arbitrarily expensive) ones.
 
 use md5::{Digest, Md5};
 use serde::Deserialize;
@@ -50,6 +56,11 @@ pub struct UrlAuthConfig {
     /// Only URLs with `x-oss-process` must be signed; plain objects pass unsigned.
     #[serde(default)]
     pub only_processing: bool,
+    /// Also sign the `x-oss-process` value: the signed URI is
+    /// `<path>?x-oss-process=<raw value>` when the parameter is present (default false:
+    /// path only, as the CDN does).
+    #[serde(default)]
+    pub sign_process: bool,
 }
 
 fn default_validity() -> u64 {
@@ -118,6 +129,16 @@ impl UrlAuthConfig {
             .fold(false, |acc, ok| acc | ok)
     }
 
+    /// What the hash covers besides key and time: the path, plus the raw
+    /// `x-oss-process` value of the remaining query when `sign_process` is on (the
+    /// same occurrence `request.rs` will process).
+    fn subject(&self, path: &str, rest: Option<&str>) -> String {
+        match crate::request::encoded_process_param(rest).filter(|_| self.sign_process) {
+            Some(process) => format!("{path}?x-oss-process={process}"),
+            None => path.to_owned(),
+        }
+    }
+
     fn check_expiry(&self, timestamp: u64, now: u64) -> Result<(), AuthFailure> {
         if now > timestamp.saturating_add(self.validity_secs) {
             Err(AuthFailure::Expired)
@@ -147,7 +168,8 @@ impl UrlAuthConfig {
         };
         let timestamp: u64 = ts.parse().map_err(|_| AuthFailure::Malformed)?;
         self.check_expiry(timestamp, now)?;
-        if !self.any_key_matches(hash, |k| format!("{path}-{ts}-{rand}-{uid}-{k}")) {
+        let subject = self.subject(path, rest.as_deref());
+        if !self.any_key_matches(hash, |k| format!("{subject}-{ts}-{rand}-{uid}-{k}")) {
             return Err(AuthFailure::BadHash);
         }
         Ok(Verified { path: path.to_owned(), query: rest })
@@ -165,7 +187,8 @@ impl UrlAuthConfig {
         let timestamp = utc8_minutes_to_unix(ts).ok_or(AuthFailure::Malformed)?;
         self.check_expiry(timestamp, now)?;
         let file = format!("/{file}");
-        if !self.any_key_matches(hash, |k| format!("{k}{ts}{file}")) {
+        let subject = self.subject(&file, query);
+        if !self.any_key_matches(hash, |k| format!("{k}{ts}{subject}")) {
             return Err(AuthFailure::BadHash);
         }
         Ok(Verified { path: file, query: query.map(str::to_owned) })
@@ -190,7 +213,8 @@ impl UrlAuthConfig {
         };
         let timestamp = u64::from_str_radix(&ts, 16).map_err(|_| AuthFailure::Malformed)?;
         self.check_expiry(timestamp, now)?;
-        if !self.any_key_matches(&hash, |k| format!("{k}{file}{ts}")) {
+        let subject = self.subject(&file, rest.as_deref());
+        if !self.any_key_matches(&hash, |k| format!("{k}{subject}{ts}")) {
             return Err(AuthFailure::BadHash);
         }
         Ok(Verified { path: file, query: rest })
@@ -264,6 +288,7 @@ mod tests {
             c_hash_param: default_c_hash(),
             c_time_param: default_c_time(),
             only_processing: false,
+            sign_process: false,
         }
     }
 
@@ -333,6 +358,56 @@ mod tests {
             b.verify("/209913999999/0123456789abcdef0123456789abcdef/a.jpg", None, 0),
             Err(AuthFailure::Malformed)
         );
+    }
+
+    /// C13: by default (as the CDN) a signature covers the path only, so any chain rides
+    /// on it; with `sign_process` it covers the chain too.
+    #[test]
+    fn sign_process_binds_the_signature_to_one_chain() {
+        let (key, now) = ("aliyuncdnexp1234", 1444435200u64);
+        let chain = "image%2Fresize%2Cw_100";
+        for t in [AuthType::A, AuthType::B, AuthType::C] {
+            let mut cfg = config(t, key);
+            // (path, query) of a URL signed over `subject`, with `chain` in the query.
+            let signed = |subject: &str| -> (String, String) {
+                match t {
+                    AuthType::A => {
+                        let h = md5_hex(&format!("{subject}-{now}-0-0-{key}"));
+                        ("/a.jpg".into(), format!("x-oss-process={chain}&auth_key={now}-0-0-{h}"))
+                    }
+                    AuthType::B => {
+                        let ts = "201510100800";
+                        let h = md5_hex(&format!("{key}{ts}{subject}"));
+                        (format!("/{ts}/{h}/a.jpg"), format!("x-oss-process={chain}"))
+                    }
+                    AuthType::C => {
+                        let ts = format!("{now:x}");
+                        let h = md5_hex(&format!("{key}{subject}{ts}"));
+                        (format!("/{h}/{ts}/a.jpg"), format!("x-oss-process={chain}"))
+                    }
+                }
+            };
+            let with_chain = format!("/a.jpg?x-oss-process={chain}");
+            // Path-only signature: accepted by default, refused once the chain is signed.
+            let (p, q) = signed("/a.jpg");
+            assert!(cfg.verify(&p, Some(&q), now).is_ok(), "{t:?} default");
+            cfg.sign_process = true;
+            assert_eq!(cfg.verify(&p, Some(&q), now), Err(AuthFailure::BadHash), "{t:?} reused for a chain");
+            // Signed over the chain: accepted, and only for that chain.
+            let (p, q) = signed(&with_chain);
+            let ok = cfg.verify(&p, Some(&q), now).unwrap_or_else(|e| panic!("{t:?}: {e:?}"));
+            assert_eq!(ok.query.as_deref(), Some(format!("x-oss-process={chain}").as_str()));
+            let other = q.replace("w_100", "w_4000");
+            assert_eq!(cfg.verify(&p, Some(&other), now), Err(AuthFailure::BadHash), "{t:?} other chain");
+            // A second x-oss-process cannot smuggle another chain past the signed one.
+            let smuggled = format!("{q}&x-oss-process=image%2Fblur%2Cr_50%2Cs_50");
+            assert_eq!(cfg.verify(&p, Some(&smuggled), now), Err(AuthFailure::BadHash), "{t:?} second chain");
+            // A plain object (no chain) still signs the path alone.
+            let (p, q) = signed("/a.jpg");
+            let plain: String = q.split('&').filter(|t| !t.starts_with("x-oss-process")).collect::<Vec<_>>().join("&");
+            let plain = (!plain.is_empty()).then_some(plain);
+            assert!(cfg.verify(&p, plain.as_deref(), now).is_ok(), "{t:?} plain");
+        }
     }
 
     #[test]

@@ -11,6 +11,9 @@ use std::path::{Component, Path, PathBuf};
 use std::time::SystemTime;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
+/// Longest file name the folder origin looks up (NAME_MAX on Linux).
+const MAX_NAME_BYTES: usize = 255;
+
 /// Chunk size for streamed bodies.
 const STREAM_CHUNK: usize = 256 * 1024;
 
@@ -78,7 +81,9 @@ impl FsOrigin {
 
 fn resolve_in(root: &Path, key: &str) -> Result<PathBuf, OriginError> {
     let rel = Path::new(key);
-    let plain = rel.components().all(|c| matches!(c, Component::Normal(_)));
+    // A name longer than the file system allows (255 bytes on Linux) cannot exist: it
+    // is a missing key, not a failed origin (ENAMETOOLONG would otherwise be a 502).
+    let plain = rel.components().all(|c| matches!(c, Component::Normal(n) if n.len() <= MAX_NAME_BYTES));
     if key.is_empty() || key.contains('\0') || !plain {
         return Err(OriginError::NotFound);
     }
@@ -113,7 +118,7 @@ enum Opened {
 
 fn open_and_read(path: &Path, want: &Wanted) -> Result<Opened, OriginError> {
     use std::io::Read;
-    let mut file = std::fs::File::open(path).map_err(not_found_or_io)?;
+    let mut file = open_regular(path)?;
     let md = file.metadata()?;
     if !md.is_file() {
         return Err(OriginError::NotFound);
@@ -174,7 +179,26 @@ fn file_etag(len: u64, mtime: Option<SystemTime>) -> String {
     format!("\"{nanos:x}-{len:x}\"")
 }
 
+/// Opens a file without ever blocking on it: `O_NONBLOCK` makes opening a FIFO (which
+/// waits for a writer) or a device return at once, and `O_NOFOLLOW` refuses a symlink
+/// swapped in after `resolve_in` checked the real path. The caller then checks with
+/// `fstat` on the open descriptor (no race) that it is a regular file; for regular
+/// files `O_NONBLOCK` changes nothing.
+fn open_regular(path: &Path) -> Result<std::fs::File, OriginError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(not_found_or_io)
+}
+
 fn not_found_or_io(e: std::io::Error) -> OriginError {
+    // Names too long, symlink loops (or a symlink refused by O_NOFOLLOW) and sockets
+    // (ENXIO on open) name no object we serve.
+    if matches!(e.raw_os_error(), Some(libc::ENAMETOOLONG | libc::ELOOP | libc::ENXIO)) {
+        return OriginError::NotFound;
+    }
     match e.kind() {
         std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory | std::io::ErrorKind::InvalidInput => {
             OriginError::NotFound

@@ -500,7 +500,9 @@ pub fn validators_match(
         return etag_list_matches(inm, etag);
     }
     match (if_modified_since, last_modified) {
-        (Some(since), Some(lm)) => truncate_to_secs(lm) <= truncate_to_secs(since),
+        // RFC 9110 13.1.3: a date later than our clock is invalid and is ignored (else a
+        // client, or a cache in front of us, could pin any object as "not modified").
+        (Some(since), Some(lm)) if since <= SystemTime::now() => truncate_to_secs(lm) <= truncate_to_secs(since),
         _ => false,
     }
 }

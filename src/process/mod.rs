@@ -9,7 +9,7 @@
 //!   (it becomes part of the cache key).
 //! - [`run`]`(src, pipeline, ctx) -> Result<Output, ProcessError>`: CPU work, called on the
 //!   blocking pool.
-//! - [`ProcessError`]: `status()`, `code()`, `ec()`, `message()` for `error.rs`.
+//! - [`ProcessError`]: a [`ProcessErrorKind`], `ec()`, `message()`; `error.rs` maps the kind.
 //!
 //! Layout: `parse.rs` tokenises the value and dispatches to `ops/<action>.rs`, each of
 //! which owns its typed parameters, `parse_args`, canonical `Display` and `apply`;
@@ -174,47 +174,97 @@ pub struct Trace {
     pub decoded_cache_hit: bool,
 }
 
-/// Why processing failed.
-///
-/// The HTTP status, OSS `Code` and `EC` follow spec §5. Parameter errors use the
-/// observed OSS message template
-/// `The value: <v> of parameter: <p> is invalid.reason:<reason>`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{code}: {message}")]
-pub struct ProcessError {
-    status: u16,
-    code: &'static str,
-    ec: Option<&'static str>,
-    message: String,
+/// How the log detail of a decode that panicked starts (see `codec::guard_decoder`):
+/// such a request is a 4xx, but still worth a warning in the log.
+pub const DECODER_PANIC: &str = "decoder panicked";
+
+/// What kind of failure a [`ProcessError`] is. `error.rs` maps each kind to its HTTP
+/// status and OSS `Code` (spec §5); this module only says what went wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProcessErrorKind {
+    /// A parameter value is malformed or out of range.
+    InvalidArgument,
+    /// A required parameter is absent.
+    MissingArgument,
+    /// The request cannot be applied to this source (crop outside the image, base64).
+    BadRequest,
+    /// The source is not a decodable image (corrupt data, or a decoder that panicked).
+    Undecodable,
+    /// A source, output or cost limit was exceeded.
+    ImageTooLarge,
+    /// The watermark object is missing or unusable (spec §5.2).
+    Watermark,
+    /// A `style/<name>` that is not configured.
+    NoSuchStyle,
+    /// A feature the engine does not support yet.
+    NotImplemented,
+    /// An encoder or resizer failed on valid input (a bug).
+    Internal,
+    /// The deadline passed between two steps.
+    Timeout,
+    /// Every client waiting for the run went away (logged only; nobody receives it).
+    Cancelled,
 }
 
-impl ProcessError {
-    /// HTTP status.
-    pub fn status(&self) -> u16 {
-        self.status
+/// Why processing failed.
+///
+/// Carries a [`ProcessErrorKind`] (mapped to status and code by `error.rs`), the OSS `EC`
+/// and the public message; parameter errors use the observed OSS message template
+/// `The value: <v> of parameter: <p> is invalid.reason:<reason>`. `detail` is internal
+/// text (decoder and encoder messages) that goes to the log only, never to the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessError {
+    kind: ProcessErrorKind,
+    ec: Option<&'static str>,
+    message: String,
+    detail: Option<String>,
+}
+
+impl std::fmt::Display for ProcessError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}: {}", self.kind, self.message)?;
+        match &self.detail {
+            Some(d) => write!(f, " ({d})"),
+            None => Ok(()),
+        }
     }
-    /// OSS error Code.
-    pub fn code(&self) -> &'static str {
-        self.code
+}
+
+impl std::error::Error for ProcessError {}
+
+impl ProcessError {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ProcessErrorKind {
+        self.kind
     }
     /// OSS EC, when known.
     pub fn ec(&self) -> Option<&'static str> {
         self.ec
     }
-    /// Public message.
+    /// Public message (for 4xx kinds; `error.rs` replaces it for 5xx).
     pub fn message(&self) -> String {
         self.message.clone()
     }
+    /// Internal detail for the log, never sent.
+    pub fn detail(&self) -> Option<&str> {
+        self.detail.as_deref()
+    }
 
-    pub(crate) fn new(status: u16, code: &'static str, ec: Option<&'static str>, message: impl Into<String>) -> Self {
-        ProcessError { status, code, ec, message: message.into() }
+    pub(crate) fn new(kind: ProcessErrorKind, ec: Option<&'static str>, message: impl Into<String>) -> Self {
+        ProcessError { kind, ec, message: message.into(), detail: None }
+    }
+
+    /// Adds internal detail for the log.
+    pub(crate) fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
     }
 
     /// 400 `InvalidArgument` with the OSS parameter message template.
     pub(crate) fn invalid(param: &str, value: &str, reason: &str, ec: Option<&'static str>) -> Self {
         Self::new(
-            400,
-            "InvalidArgument",
+            ProcessErrorKind::InvalidArgument,
             ec,
             format!("The value: {value} of parameter: {param} is invalid.reason:{reason}"),
         )
@@ -222,59 +272,70 @@ impl ProcessError {
 
     /// 400 `InvalidArgument` with a free message (unknown operation, bad chain shape).
     pub(crate) fn invalid_msg(msg: impl Into<String>, ec: Option<&'static str>) -> Self {
-        Self::new(400, "InvalidArgument", ec, msg)
+        Self::new(ProcessErrorKind::InvalidArgument, ec, msg)
     }
 
     /// 400 `MissingArgument`: a required parameter is absent.
     pub(crate) fn missing(op: &str, param: &str, ec: Option<&'static str>) -> Self {
         Self::new(
-            400,
-            "MissingArgument",
+            ProcessErrorKind::MissingArgument,
             ec,
             format!("Missing argument: parameter {param} of operation {op} is required."),
         )
     }
 
-    /// 400 `BadRequest`: undecodable source, crop outside the image, base64 errors.
+    /// 400 `BadRequest`: crop outside the image, base64 errors.
     pub(crate) fn bad_request(msg: impl Into<String>, ec: Option<&'static str>) -> Self {
-        Self::new(400, "BadRequest", ec, msg)
+        Self::new(ProcessErrorKind::BadRequest, ec, msg)
+    }
+
+    /// 400 `BadRequest`: the source cannot be decoded; `detail` (the decoder's words)
+    /// is logged, not sent.
+    pub(crate) fn undecodable(detail: impl Into<String>) -> Self {
+        Self::new(ProcessErrorKind::Undecodable, None, "The source image cannot be decoded.").with_detail(detail)
     }
 
     /// 400 `ImageTooLarge`: a source or output limit was exceeded.
     pub(crate) fn too_large(msg: impl Into<String>, ec: Option<&'static str>) -> Self {
-        Self::new(400, "ImageTooLarge", ec, msg)
+        Self::new(ProcessErrorKind::ImageTooLarge, ec, msg)
     }
 
     /// 400 `WatermarkError`: the watermark object is missing or unusable (spec §5.2).
     pub fn watermark(msg: impl Into<String>) -> Self {
-        Self::new(400, "WatermarkError", None, msg)
+        Self::new(ProcessErrorKind::Watermark, None, msg)
+    }
+
+    /// 404 `NoSuchStyle`.
+    pub(crate) fn no_such_style() -> Self {
+        Self::new(ProcessErrorKind::NoSuchStyle, None, "The specified style does not exist.")
     }
 
     /// 501 `NotImplemented`.
     #[allow(dead_code)] // kept for features the engine does not support yet
     pub(crate) fn not_implemented(msg: impl Into<String>) -> Self {
-        Self::new(501, "NotImplemented", None, msg)
+        Self::new(ProcessErrorKind::NotImplemented, None, msg)
     }
 
-    /// 500 `InternalError`: an encoder or resizer failed on valid input (a bug).
-    pub(crate) fn internal(msg: impl Into<String>) -> Self {
-        Self::new(500, "InternalError", None, msg)
+    /// 500 `InternalError`: an encoder or resizer failed on valid input (a bug). The
+    /// text is detail for the log; the client sees only the code and request id.
+    pub(crate) fn internal(detail: impl Into<String>) -> Self {
+        Self::new(ProcessErrorKind::Internal, None, "Internal error.").with_detail(detail)
     }
 
     /// The deadline passed between two steps.
     pub(crate) fn timeout() -> Self {
-        Self::new(504, "RequestTimeout", None, "Image processing exceeded its deadline.")
+        Self::new(ProcessErrorKind::Timeout, None, "Image processing exceeded its deadline.")
     }
 
     /// Every client waiting for the run went away; nobody receives this answer (the
     /// status is nginx's 499 "client closed request", for logs only).
     pub(crate) fn cancelled() -> Self {
-        Self::new(499, "RequestCancelled", None, "Every client waiting for the result went away.")
+        Self::new(ProcessErrorKind::Cancelled, None, "Every client waiting for the result went away.")
     }
 
     /// True for [`ProcessError::cancelled`].
     pub fn is_cancelled(&self) -> bool {
-        self.code == "RequestCancelled"
+        self.kind == ProcessErrorKind::Cancelled
     }
 }
 

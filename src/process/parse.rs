@@ -147,7 +147,7 @@ pub(crate) fn parse(value: &str, styles: &Styles, limits: &Limits) -> Result<Pip
             return Err(ProcessError::invalid("style", name, "Invalid style name", None));
         }
         let Some(chain) = styles.get(name) else {
-            return Err(ProcessError::new(404, "NoSuchStyle", None, "The specified style does not exist."));
+            return Err(ProcessError::no_such_style());
         };
         // A style's content uses the same grammar but may not refer to another style.
         if !chain.starts_with("image/") && chain != "image" {

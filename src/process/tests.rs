@@ -699,3 +699,14 @@ fn far_smaller_outputs_skip_the_ac_refinement_scans_of_a_progressive_jpeg() {
     assert!(db > 45.0 && db < 99.0, "PSNR {db:.1} dB");
     assert_eq!(decode_out(&small).to_rgb8().dimensions(), coarse.dimensions());
 }
+
+/// Issue 15 item 16b: png 0.18.1 panics expanding a 25-byte `PLTE` (valid CRCs). The
+/// decode guard turns that into a 400 "cannot be decoded", with the panic as log detail.
+#[test]
+fn a_decoder_panic_is_a_4xx_with_log_detail() {
+    let src = std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/bad_plte25.png")).unwrap();
+    let e = run_chain(&src, "image/resize,w_10").unwrap_err();
+    assert_eq!((e.status(), e.kind()), (400, ProcessErrorKind::Undecodable), "{e}");
+    assert!(e.detail().is_some_and(|d| d.starts_with(DECODER_PANIC)), "not the panic path: {e}");
+    assert!(!e.message().contains("panic"), "{e}");
+}
