@@ -318,7 +318,27 @@ pub struct LimitsConfig {
     pub max_frames: u32,
     /// Most operations in one chain.
     pub max_ops: usize,
+    /// Working memory all decodes together may use (pixels x bytes per pixel x frames
+    /// kept, plus codec buffers, estimated from the header and charged before queueing);
+    /// one decode above it is 400 ImageTooLarge, decodes that do not fit together wait
+    /// for their deadline, then 503. 0 turns the budget off. Default 1 GiB.
+    #[serde(deserialize_with = "de_size")]
+    pub decode_memory: u64,
+    /// Origin body bytes all fetches together may hold while they are read whole
+    /// (objects up to the buffer limit, watermark objects included); a fetch that does
+    /// not fit waits up to the origin read timeout, then 503. 0 turns it off.
+    /// Default 512 MiB.
+    #[serde(deserialize_with = "de_size")]
+    pub origin_bytes_in_flight: u64,
 }
+
+/// Default `limits.decode_memory`: four 16 MP RGBA decodes with their copies and
+/// coefficient buffers fit; one 250 MP source at 4 bytes a pixel does not.
+pub const DEFAULT_DECODE_MEMORY: u64 = 1 << 30;
+
+/// Default `limits.origin_bytes_in_flight`: sixteen bodies at the default 32 MiB cache
+/// object limit.
+pub const DEFAULT_ORIGIN_BYTES_IN_FLIGHT: u64 = 512 << 20;
 
 impl Default for LimitsConfig {
     fn default() -> Self {
@@ -329,6 +349,8 @@ impl Default for LimitsConfig {
             max_output_pixels: l.max_output_pixels,
             max_frames: l.max_frames,
             max_ops: l.max_ops,
+            decode_memory: DEFAULT_DECODE_MEMORY,
+            origin_bytes_in_flight: DEFAULT_ORIGIN_BYTES_IN_FLIGHT,
         }
     }
 }

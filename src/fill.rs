@@ -263,6 +263,7 @@ pub async fn process_source(
     bytes: Bytes,
 ) -> Result<process::Output, Error> {
     let overlays = fetch_watermarks(app, pipeline).await?;
+    let charge = charge_decode(app, pipeline, &bytes, &overlays).await?;
     let pipeline = pipeline.clone();
     let limits = app.limits.clone();
     let fonts = app.fonts.clone();
@@ -271,6 +272,8 @@ pub async fn process_source(
     let output = app
         .workers
         .run(deadline.into(), move || {
+            // Held until the job ends, even when its request has gone.
+            let _charge = charge;
             let ctx = RunContext {
                 limits: &limits,
                 deadline: Some(deadline),
@@ -286,6 +289,34 @@ pub async fn process_source(
     app.stats.stage("encode", output.trace.encode);
     app.stats.decoded_source(output.trace.decoded_cache_hit);
     Ok(output)
+}
+
+/// Charges a run's working memory, estimated from the headers, against the decode
+/// budget before it is queued: more than the whole budget is 400 ImageTooLarge at once;
+/// a run that does not fit beside the others waits for at most half of the request
+/// timeout (so the client gets 503 + Retry-After rather than a 504), or is refused
+/// at once when as many runs wait as the worker queue holds.
+///
+/// # Errors
+/// 4xx from the header check, `ImageTooLarge`, `Overloaded`.
+async fn charge_decode(
+    app: &Arc<App>,
+    pipeline: &process::Pipeline,
+    bytes: &[u8],
+    overlays: &process::Overlays,
+) -> Result<Option<crate::budget::Charge>, Error> {
+    let Some(budget) = &app.decode_budget else { return Ok(None) };
+    // Header parsing only (no pixel, no decompression): cheap enough for the reactor.
+    let need = process::run_cost(bytes, pipeline, Some(overlays), &app.limits)?;
+    let wait_until = tokio::time::Instant::now() + app.config.request_timeout() / 2;
+    match budget.charge(need, wait_until).await {
+        Ok(charge) => Ok(Some(charge)),
+        Err(crate::budget::BudgetError::TooLarge { need, budget }) => {
+            tracing::info!(need, budget, "decode refused: working memory above limits.decode_memory");
+            Err(process::ProcessError::memory_too_large().into())
+        }
+        Err(crate::budget::BudgetError::Busy) => Err(Error::Overloaded),
+    }
 }
 
 /// Fetches the watermark objects a pipeline names (spec §4.15: same bucket) through the
