@@ -98,6 +98,7 @@ impl Error {
                 OriginError::ArchivedObject => StatusCode::FORBIDDEN,
                 OriginError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
                 OriginError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+                OriginError::Busy => StatusCode::SERVICE_UNAVAILABLE,
                 OriginError::Upstream(_) | OriginError::Io(_) => StatusCode::BAD_GATEWAY,
                 OriginError::Config(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
@@ -128,6 +129,7 @@ impl Error {
                 OriginError::ArchivedObject => "InvalidObjectState",
                 OriginError::TooLarge { .. } => "EntityTooLarge",
                 OriginError::Timeout => "OriginTimeout",
+                OriginError::Busy => "ServiceUnavailable",
                 OriginError::Upstream(_) | OriginError::Io(_) => "OriginError",
                 OriginError::Config(_) => "InternalError",
             },
@@ -160,6 +162,7 @@ impl Error {
                     format!("The object is larger than the configured limit of {limit} bytes.")
                 }
                 OriginError::Timeout => "The origin did not answer in time.".into(),
+                OriginError::Busy => "The server is busy; retry later.".into(),
                 OriginError::Upstream(_) | OriginError::Io(_) => "The origin failed to serve the object.".into(),
                 OriginError::Config(_) => "Internal error.".into(),
             },

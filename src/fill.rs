@@ -27,8 +27,9 @@ pub enum Served {
         meta: ObjectMeta,
         /// The bytes of `range`.
         stream: BodyStream,
-        /// Half-open range of the object carried.
-        range: (u64, u64),
+        /// Half-open range of the object carried; `None` for a body of unknown
+        /// length (sent without Content-Length, Range ignored).
+        range: Option<(u64, u64)>,
         /// Content-Type to send.
         content_type: String,
     },
@@ -212,7 +213,18 @@ async fn fill(app: &Arc<App>, req: &ObjectRequest, key: &CacheKey, stale: Option
             }
             let content_type = content_type_for(&req.path, meta.content_type.as_deref(), &[]);
             let stream = app.stats.count_streamed(stream);
-            return Ok(Filled::Stream(Served::Stream { meta, stream, range, content_type }));
+            return Ok(Filled::Stream(Served::Stream { meta, stream, range: Some(range), content_type }));
+        }
+        OriginBody::Chunked(stream) => {
+            // A chunked body that went past the buffer limit while it was read: as nginx
+            // does with a response over its cache limit, it goes on to the client
+            // uncached, at most the origin object limit.
+            if processing {
+                return Err(OriginError::TooLarge { limit: app.limits.max_source_bytes }.into());
+            }
+            let content_type = content_type_for(&req.path, meta.content_type.as_deref(), &[]);
+            let stream = app.stats.count_streamed(stream);
+            return Ok(Filled::Stream(Served::Stream { meta, stream, range: None, content_type }));
         }
     };
     let ttl = app.ttl.for_object(&req.path, &meta, now);
@@ -344,7 +356,9 @@ async fn fetch_watermarks(app: &Arc<App>, pipeline: &process::Pipeline) -> Resul
         let bytes = match fetched {
             Ok(Fetched::Object(object)) => match object.body {
                 OriginBody::Full(bytes) => bytes,
-                OriginBody::Stream { .. } => return Err(watermark_error("The watermark object is too large.")),
+                OriginBody::Stream { .. } | OriginBody::Chunked(_) => {
+                    return Err(watermark_error("The watermark object is too large."))
+                }
             },
             Ok(Fetched::NotModified(_)) => {
                 return Err(OriginError::Upstream("304 to an unconditional request".into()).into())

@@ -352,7 +352,9 @@ fn error_response(err: &Error, request_id: &str, req: &http::request::Parts) -> 
     };
     builder = builder.header(header::CONTENT_LENGTH, body.len());
     match err.root() {
-        Error::Overloaded => builder = builder.header(header::RETRY_AFTER, "1"),
+        Error::Overloaded | Error::Origin(crate::origin::OriginError::Busy) => {
+            builder = builder.header(header::RETRY_AFTER, "1")
+        }
         Error::InvalidRange { len } => builder = builder.header(header::CONTENT_RANGE, format!("bytes */{len}")),
         Error::Unauthorized => builder = builder.header(header::WWW_AUTHENTICATE, "Bearer"),
         Error::UrlAuth(why) => builder = builder.header("X-Tengine-Error", *why),
