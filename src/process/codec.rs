@@ -70,6 +70,12 @@ pub(crate) struct Meta {
     /// (6 for 16-bit RGB, 8 for 16-bit RGBA); 0 when unknown. Sizes the decode's
     /// working memory (`cost.rs`).
     pub bytes_per_pixel: u8,
+    /// An animated WebP (VP8X animation flag), even with a single frame: it is decoded
+    /// onto a full canvas by the `image` decoder, never scaled on load.
+    pub animated: bool,
+    /// A still lossless WebP (VP8L): libwebp decodes it into a full-size ARGB buffer
+    /// even when scaling on load (lossless references may point anywhere above).
+    pub lossless: bool,
 }
 
 /// A probed source: its format and metadata.
@@ -328,6 +334,24 @@ pub(crate) fn webp_loop_count(src: &[u8]) -> Option<u16> {
     None
 }
 
+/// The VP8X header's animation flag.
+pub(crate) fn webp_is_animated(src: &[u8]) -> bool {
+    src.get(12..16) == Some(&b"VP8X"[..]) && src.get(20).is_some_and(|flags| flags & 0x02 != 0)
+}
+
+/// A top-level chunk of a WebP file (not those inside animation frames).
+pub(crate) fn webp_has_chunk(src: &[u8], id: &[u8; 4]) -> bool {
+    let mut i = 12usize;
+    while i + 8 <= src.len() {
+        if &src[i..i + 4] == id {
+            return true;
+        }
+        let len = u32::from_le_bytes([src[i + 4], src[i + 5], src[i + 6], src[i + 7]]) as usize;
+        i = i.saturating_add(8).saturating_add(len).saturating_add(len & 1);
+    }
+    false
+}
+
 /// Counts `ANMF` chunks of an animated WebP (1 for stills).
 pub(crate) fn webp_frame_count(src: &[u8]) -> u32 {
     let mut i = 12usize;
@@ -368,6 +392,8 @@ fn probe_other(src: &[u8], format: Format) -> Result<Meta, ProcessError> {
             fill!(iwebp::WebPDecoder::new(cur));
             meta.frames = webp_frame_count(src);
             meta.loop_count = webp_loop_count(src);
+            meta.animated = webp_is_animated(src);
+            meta.lossless = webp_has_chunk(src, b"VP8L");
         }
         Format::Bmp => fill!(bmp::BmpDecoder::new(cur)),
         Format::Tiff => fill!(tiff::TiffDecoder::new(cur)),
@@ -403,7 +429,8 @@ pub(crate) fn working_bytes(probe: &Probe, shrink: u32) -> u64 {
 ///   1.5 planes at 4:2:0, 3 with 4 components taken as the worst case).
 /// - PNG, BMP, TIFF: the full-size frame at the decoder's own depth (16-bit RGBA is 8
 ///   bytes a pixel), its 8-bit copy when it needs normalising, and the box-shrunk copy.
-/// - Still WebP (libwebp): the RGBA output at its scale.
+/// - Still WebP (libwebp): the RGBA output at its scale, plus a full-size ARGB buffer
+///   for a lossless one.
 /// - GIF and animated WebP: the `image` decoders keep an RGBA canvas and build each
 ///   frame at canvas size; every frame kept (`all_frames`) holds one more canvas.
 ///
@@ -418,7 +445,7 @@ pub(crate) fn decode_bytes(probe: &Probe, shrink: u32, all_frames: bool) -> u64 
         n => u64::from(n),
     };
     let frames = u64::from(probe.meta.frames.max(1));
-    let animated = probe.format == Format::Gif || (probe.format == Format::Webp && frames > 1);
+    let animated = probe.format == Format::Gif || (probe.format == Format::Webp && (frames > 1 || probe.meta.animated));
     let decode = match probe.format {
         Format::Jpg => {
             let cmyk = if bpp == 4 { out_px * 3 } else { 0 };
@@ -430,7 +457,10 @@ pub(crate) fn decode_bytes(probe: &Probe, shrink: u32, all_frames: bool) -> u64 
             let shrunk = if d > 1 { out_px.saturating_mul(4) } else { 0 };
             px.saturating_mul(bpp) + normalised + shrunk
         }
-        Format::Webp if !animated => out_px.saturating_mul(4),
+        Format::Webp if !animated => {
+            let argb = if probe.meta.lossless { px.saturating_mul(4) } else { 0 };
+            out_px.saturating_mul(4) + argb
+        }
         _ => {
             let kept = if all_frames { frames } else { 1 };
             // canvas + frame under construction + its normalised copy + frames kept

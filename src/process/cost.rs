@@ -125,6 +125,20 @@ mod tests {
     }
 
     #[test]
+    fn a_one_frame_animated_webp_costs_its_whole_canvas() {
+        // The image decoder composes onto the full canvas: no shrink-on-load applies.
+        let probe = |animated| codec::Probe {
+            format: Format::Webp,
+            meta: codec::Meta { width: 15_800, height: 15_800, frames: 1, animated, ..codec::Meta::default() },
+        };
+        assert!(codec::decode_bytes(&probe(true), 8, false) > 3_000 * MB);
+        assert!(codec::decode_bytes(&probe(false), 8, false) < 20 * MB, "a lossy still scales in libwebp");
+        let mut lossless = probe(false);
+        lossless.meta.lossless = true;
+        assert!(codec::decode_bytes(&lossless, 8, false) > 900 * MB, "VP8L decodes at full size");
+    }
+
+    #[test]
     fn an_animation_costs_every_kept_frame() {
         let gif = |frames: usize| {
             let mut g = b"GIF89a\x64\x00\x64\x00\x00\x00\x00".to_vec(); // 100x100, no palette

@@ -12,8 +12,12 @@
 //! The cache gives way to large decodes: before a decode that needs more working memory
 //! than is free under its capacity (a 16 MP progressive JPEG holds a 48 MB coefficient
 //! buffer), entries are dropped, so cached pixels plus the decode in progress stay
-//! within the one budget. (The allocator returns the decode's freed memory to the
-//! kernel once decoding goes quiet: see `crate::memory`.)
+//! within the one budget. The figure is the same estimate (`codec::working_bytes`) the
+//! process-wide decode budget (`limits.decode_memory`) charges for the decode, and an
+//! entry larger than the whole cache is never stored. Cached pixels are not charged to
+//! that budget: decodes in flight and cached pixels together stay under
+//! `limits.decode_memory + cache.decoded_size`. (The allocator returns the decode's freed
+//! memory to the kernel once decoding goes quiet: see `crate::memory`.)
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
