@@ -185,6 +185,7 @@ fn image_bombs_stay_within_the_decode_budget() {
     let peak = peak_rss_mib(child.id());
     let _ = child.kill();
     let _ = child.wait();
+    eprintln!("peak RSS {peak} MiB; answers {statuses:?}");
     for (status, path) in &statuses {
         let ok = *status == 200 || (400..500).contains(status) || *status == 503;
         assert!(ok, "{path}: {status} (all: {statuses:?})");
