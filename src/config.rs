@@ -238,6 +238,13 @@ pub struct OriginClientConfig {
     /// Serve a stale cached copy for this many seconds past its TTL when the origin
     /// fails (0: off), like `Cache-Control: stale-if-error`.
     pub stale_if_error_secs: u64,
+    /// Origin body bytes all fetches together may hold while they are read whole
+    /// (objects up to the buffer limit, chunked bodies as they arrive, watermark
+    /// objects included); a fetch that does not fit waits up to the read timeout, then
+    /// 503. Streamed bodies pass through chunk by chunk and are not charged. 0: off.
+    /// Default 512 MiB (sixteen bodies at the default 32 MiB cache object limit).
+    #[serde(deserialize_with = "de_size")]
+    pub max_bytes_in_flight: u64,
 }
 
 impl Default for OriginClientConfig {
@@ -251,6 +258,7 @@ impl Default for OriginClientConfig {
             retry_max_delay_ms: millis(d.retry_max_delay),
             max_object_size: 4 << 30,
             stale_if_error_secs: 0,
+            max_bytes_in_flight: d.max_bytes_in_flight,
         }
     }
 }
@@ -269,6 +277,7 @@ impl OriginClientConfig {
             retry_base_delay: Duration::from_millis(self.retry_base_delay_ms),
             retry_max_delay: Duration::from_millis(self.retry_max_delay_ms),
             max_object_bytes: self.max_object_size,
+            max_bytes_in_flight: self.max_bytes_in_flight,
             ..crate::origin::http::OriginConfig::default()
         }
     }
@@ -327,7 +336,17 @@ pub struct LimitsConfig {
     pub max_ops: usize,
     /// Largest `blur` cost, pixels × kernel taps (2r+1); more is 400 ImageTooLarge.
     pub max_filter_cost: u64,
+    /// Working memory all decodes together may use (pixels x bytes per pixel x frames
+    /// kept, plus codec buffers, estimated from the header and charged before queueing);
+    /// one decode above it is 400 ImageTooLarge, decodes that do not fit together wait
+    /// for their deadline, then 503. 0 turns the budget off. Default 1 GiB.
+    #[serde(deserialize_with = "de_size")]
+    pub decode_memory: u64,
 }
+
+/// Default `limits.decode_memory`: four 16 MP RGBA decodes with their copies and
+/// coefficient buffers fit; one 250 MP source at 4 bytes a pixel does not.
+pub const DEFAULT_DECODE_MEMORY: u64 = 1 << 30;
 
 impl Default for LimitsConfig {
     fn default() -> Self {
@@ -339,6 +358,7 @@ impl Default for LimitsConfig {
             max_frames: l.max_frames,
             max_ops: l.max_ops,
             max_filter_cost: l.max_filter_cost,
+            decode_memory: DEFAULT_DECODE_MEMORY,
         }
     }
 }
@@ -409,6 +429,13 @@ impl Config {
                 "webp" | "avif" => {}
                 other => return Err(format!("auto_format: unknown format {other:?} (webp, avif)")),
             }
+        }
+        let in_flight = self.origin_client.max_bytes_in_flight;
+        if in_flight > 0 && in_flight < self.cache.max_object_size.max(self.limits.max_source_bytes) {
+            // A body the proxy must buffer whole could never get its bytes.
+            return Err("origin_client.max_bytes_in_flight must be 0 or at least cache.max_object_size and \
+                        limits.max_source_bytes"
+                .into());
         }
         if self.workers.queue == 0 {
             return Err("workers.queue must be at least 1".into());

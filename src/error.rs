@@ -100,6 +100,7 @@ impl Error {
                 OriginError::ArchivedObject => StatusCode::FORBIDDEN,
                 OriginError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
                 OriginError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+                OriginError::Busy => StatusCode::SERVICE_UNAVAILABLE,
                 OriginError::Upstream(_) | OriginError::Io(_) => StatusCode::BAD_GATEWAY,
                 OriginError::Config(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
@@ -130,6 +131,7 @@ impl Error {
                 OriginError::ArchivedObject => "InvalidObjectState",
                 OriginError::TooLarge { .. } => "EntityTooLarge",
                 OriginError::Timeout => "OriginTimeout",
+                OriginError::Busy => "ServiceUnavailable",
                 OriginError::Upstream(_) | OriginError::Io(_) => "OriginError",
                 OriginError::Config(_) => "InternalError",
             },
@@ -166,6 +168,7 @@ impl Error {
                     format!("The object is larger than the configured limit of {limit} bytes.")
                 }
                 OriginError::Timeout => "The origin did not answer in time.".into(),
+                OriginError::Busy => "The server is busy; retry later.".into(),
                 OriginError::Upstream(_) | OriginError::Io(_) => "The origin failed to serve the object.".into(),
                 OriginError::Config(_) => INTERNAL_MESSAGE.into(),
             },
@@ -210,7 +213,7 @@ impl Error {
             }
         };
         match self.root() {
-            Error::Overloaded => put(header::RETRY_AFTER, "1"),
+            Error::Overloaded | Error::Origin(OriginError::Busy) => put(header::RETRY_AFTER, "1"),
             Error::InvalidRange { len } => put(header::CONTENT_RANGE, &format!("bytes */{len}")),
             Error::MethodNotAllowed(allow) => put(header::ALLOW, allow),
             Error::Unauthorized => put(header::WWW_AUTHENTICATE, "Bearer"),

@@ -83,7 +83,7 @@ async fn fresh_run(app: &Arc<App>, req: &ObjectRequest) -> Value {
     let bytes = match app.origin.fetch(&fetch).await {
         Ok(Fetched::Object(o)) => match o.body {
             Body::Full(b) => b,
-            Body::Stream { .. } => {
+            Body::Stream { .. } | Body::Chunked(_) => {
                 return json!({"error": Error::from(OriginError::TooLarge { limit: app.limits.max_source_bytes }).code()})
             }
         },

@@ -28,8 +28,9 @@ pub enum Served {
         meta: ObjectMeta,
         /// The bytes of `range`.
         stream: BodyStream,
-        /// Half-open range of the object carried.
-        range: (u64, u64),
+        /// Half-open range of the object carried; `None` for a body of unknown
+        /// length (sent without Content-Length, Range ignored).
+        range: Option<(u64, u64)>,
         /// Content-Type to send.
         content_type: String,
     },
@@ -263,7 +264,18 @@ async fn fill(
             }
             let content_type = content_type_for(&req.path, meta.content_type.as_deref(), &[]);
             let stream = app.stats.count_streamed(stream);
-            return Ok(Filled::Stream(Served::Stream { meta, stream, range, content_type }));
+            return Ok(Filled::Stream(Served::Stream { meta, stream, range: Some(range), content_type }));
+        }
+        OriginBody::Chunked(stream) => {
+            // A chunked body that went past the buffer limit while it was read: as nginx
+            // does with a response over its cache limit, it goes on to the client
+            // uncached, at most the origin object limit.
+            if processing {
+                return Err(OriginError::TooLarge { limit: app.limits.max_source_bytes }.into());
+            }
+            let content_type = content_type_for(&req.path, meta.content_type.as_deref(), &[]);
+            let stream = app.stats.count_streamed(stream);
+            return Ok(Filled::Stream(Served::Stream { meta, stream, range: None, content_type }));
         }
     };
     let ttl = app.ttl.for_object(&req.path, &meta, now);
@@ -354,6 +366,7 @@ pub async fn process_source_until(
     waiters: Option<Arc<Waiters>>,
 ) -> Result<process::Output, Error> {
     let overlays = fetch_watermarks(app, pipeline).await?;
+    let charge = charge_decode(app, pipeline, &bytes, &overlays, deadline).await?;
     let pipeline = pipeline.clone();
     let limits = app.limits.clone();
     let fonts = app.fonts.clone();
@@ -361,6 +374,8 @@ pub async fn process_source_until(
     let output = app
         .workers
         .run(deadline.into(), move || {
+            // Held until the job ends, even when its request has gone.
+            let _charge = charge;
             let ctx = RunContext {
                 limits: &limits,
                 deadline: Some(deadline),
@@ -377,6 +392,35 @@ pub async fn process_source_until(
     app.stats.stage("encode", output.trace.encode);
     app.stats.decoded_source(output.trace.decoded_cache_hit);
     Ok(output)
+}
+
+/// Charges a run's working memory, estimated from the headers, against the decode
+/// budget before it is queued: more than the whole budget is 400 ImageTooLarge at once;
+/// a run that does not fit beside the others waits for at most half of what is left of
+/// the request's deadline (so the client gets 503 + Retry-After rather than a 504), or is refused
+/// at once when as many runs wait as the worker queue holds.
+///
+/// # Errors
+/// 4xx from the header check, `ImageTooLarge`, `Overloaded`.
+async fn charge_decode(
+    app: &Arc<App>,
+    pipeline: &process::Pipeline,
+    bytes: &[u8],
+    overlays: &process::Overlays,
+    deadline: Instant,
+) -> Result<Option<crate::budget::Charge>, Error> {
+    let Some(budget) = &app.decode_budget else { return Ok(None) };
+    // Header parsing only (no pixel, no decompression): cheap enough for the reactor.
+    let need = process::run_cost(bytes, pipeline, Some(overlays), &app.limits)?;
+    let wait_until = tokio::time::Instant::now() + deadline.saturating_duration_since(Instant::now()) / 2;
+    match budget.charge(need, wait_until).await {
+        Ok(charge) => Ok(Some(charge)),
+        Err(crate::budget::BudgetError::TooLarge { need, budget }) => {
+            tracing::info!(need, budget, "decode refused: working memory above limits.decode_memory");
+            Err(process::ProcessError::memory_too_large().into())
+        }
+        Err(crate::budget::BudgetError::Busy) => Err(Error::Overloaded),
+    }
 }
 
 /// Fetches the watermark objects a pipeline names (spec §4.15: same bucket) through the
@@ -404,7 +448,9 @@ async fn fetch_watermarks(app: &Arc<App>, pipeline: &process::Pipeline) -> Resul
         let bytes = match fetched {
             Ok(Fetched::Object(object)) => match object.body {
                 OriginBody::Full(bytes) => bytes,
-                OriginBody::Stream { .. } => return Err(watermark_error("The watermark object is too large.")),
+                OriginBody::Stream { .. } | OriginBody::Chunked(_) => {
+                    return Err(watermark_error("The watermark object is too large."))
+                }
             },
             Ok(Fetched::NotModified(_)) => {
                 return Err(OriginError::Upstream("304 to an unconditional request".into()).into())

@@ -11,6 +11,7 @@
 //! returns what decodes freed to the kernel once decoding goes quiet.
 
 pub mod access;
+pub mod budget;
 pub mod cache;
 pub mod config;
 pub mod config_env;
@@ -73,6 +74,8 @@ pub struct App {
     pub decoded: Option<process::DecodedCache>,
     /// Prefetch tasks and their per-path status.
     pub prefetch: prefetch::Tasks,
+    /// Working memory of all decodes together (`limits.decode_memory`; `None`: off).
+    pub decode_budget: Option<budget::MemoryBudget>,
     default_host: OnceLock<String>,
     request_seq: AtomicU64,
     request_seed: u64,
@@ -90,6 +93,8 @@ impl App {
         let workers = Workers::new(config.workers.effective_threads(), config.workers.queue);
         let limits = config.limits.to_limits();
         let decoded = process::DecodedCache::new(config.cache.decoded_size);
+        let decode_budget =
+            budget::MemoryBudget::new(config.limits.decode_memory).map(|b| b.with_max_waiting(config.workers.queue));
         let chains = process::ChainMemo::new(config.styles.clone(), limits.clone(), CHAIN_MEMO_ENTRIES);
         let request_seed =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
@@ -108,6 +113,7 @@ impl App {
             fonts: None,
             decoded,
             prefetch: prefetch::Tasks::default(),
+            decode_budget,
             chains,
             default_host: OnceLock::new(),
             request_seq: AtomicU64::new(0),

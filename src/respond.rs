@@ -143,7 +143,7 @@ fn respond_stream(
     req: &ObjectRequest,
     meta: ObjectMeta,
     stream: BodyStream,
-    range: (u64, u64),
+    range: Option<(u64, u64)>,
     content_type: String,
     started: Instant,
 ) -> Result<Response<ResponseBody>, Error> {
@@ -164,15 +164,19 @@ fn respond_stream(
     if crate::origin::is_not_modified(&meta, req.if_none_match.as_deref(), req.if_modified_since) {
         return finish(builder.status(StatusCode::NOT_MODIFIED), full_body(Bytes::new()));
     }
-    let status = match req.range {
-        Some(r) if r.resolve(len).is_none() => return Err(Error::InvalidRange { len }),
-        Some(_) => {
+    // Without a known length (a chunked origin body) the whole body goes out chunked:
+    // a server may ignore Range (RFC 9110 §14.2).
+    let status = match (req.range, range) {
+        (Some(r), Some(_)) if r.resolve(len).is_none() => return Err(Error::InvalidRange { len }),
+        (Some(_), Some(range)) => {
             builder = builder.header(header::CONTENT_RANGE, format!("bytes {}-{}/{len}", range.0, range.1 - 1));
             StatusCode::PARTIAL_CONTENT
         }
-        None => StatusCode::OK,
+        _ => StatusCode::OK,
     };
-    builder = builder.header(header::CONTENT_LENGTH, range.1 - range.0);
+    if let Some(range) = range {
+        builder = builder.header(header::CONTENT_LENGTH, range.1 - range.0);
+    }
     let body = if req.head {
         full_body(Bytes::new())
     } else {

@@ -18,6 +18,7 @@
 //!   backoff and jitter, then end as `Timeout` or `Upstream`.
 
 use super::{Body, BodyStream, ByteRange, FetchRequest, Fetched, Object, ObjectMeta, OriginError};
+use crate::budget::{BudgetError, Charge, MemoryBudget};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http::header::{self, HeaderMap, HeaderValue};
@@ -50,6 +51,9 @@ pub struct OriginConfig {
     pub pool_idle_timeout: Duration,
     /// Idle keep-alive connections kept per origin host.
     pub pool_max_idle_per_host: usize,
+    /// Body bytes all fetches of this client may buffer at once (0: no budget); see
+    /// [`HttpClient`].
+    pub max_bytes_in_flight: u64,
 }
 
 impl Default for OriginConfig {
@@ -63,6 +67,7 @@ impl Default for OriginConfig {
             max_object_bytes: 64 * 1024 * 1024,
             pool_idle_timeout: Duration::from_secs(90),
             pool_max_idle_per_host: 32,
+            max_bytes_in_flight: 512 << 20,
         }
     }
 }
@@ -73,10 +78,18 @@ const ERROR_BODY_LIMIT: usize = 16 * 1024;
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 
 /// A pooled HTTP(S) client with the fetch policy above.
+///
+/// Bodies read whole are charged against one budget of bytes in flight
+/// (`max_bytes_in_flight`) before they are buffered: a known length up front, a chunked
+/// body MiB by MiB as it arrives. A fetch that cannot get its bytes within the read
+/// timeout ends as `Busy` (503). A chunked body is buffered only up to the caller's
+/// `buffer_limit`: past it, what was read and the rest go on as a stream, so neither a
+/// processed source nor a cacheable object ever holds more than its limit in memory.
 #[derive(Clone)]
 pub struct HttpClient {
     client: Client<Connector, Empty<Bytes>>,
     config: Arc<OriginConfig>,
+    in_flight: Option<MemoryBudget>,
 }
 
 impl std::fmt::Debug for HttpClient {
@@ -127,7 +140,8 @@ impl HttpClient {
             .pool_max_idle_per_host(config.pool_max_idle_per_host)
             .pool_timer(TokioTimer::new())
             .build(https);
-        Ok(HttpClient { client, config: Arc::new(config.clone()) })
+        let in_flight = MemoryBudget::new(config.max_bytes_in_flight);
+        Ok(HttpClient { client, config: Arc::new(config.clone()), in_flight })
     }
 
     /// The policy this client applies.
@@ -284,10 +298,28 @@ impl HttpClient {
                 Ok(Fetched::Object(Object { meta, body: Body::Stream { stream, range: (start, end) } }))
             }
             _ => {
-                // Known small length, or unknown length (chunked): read it whole under
-                // the hard cap. A chunked body above buffer_limit still goes out as a
-                // stream, from memory, so the caller's "not cacheable" rule holds.
-                let bytes = read_capped(body, length.unwrap_or(0), limit, read_timeout).await?;
+                // Known small length, or unknown length (chunked): read it whole under the
+                // hard cap and the in-flight budget, but a chunked body only up to
+                // buffer_limit; past that it goes on as a stream (not cacheable).
+                let cap = match range {
+                    Some((start, end)) => end.saturating_sub(start),
+                    None => limit,
+                };
+                let read =
+                    read_buffered(body, length, req.buffer_limit, cap, read_timeout, self.in_flight.as_ref()).await?;
+                let bytes = match read {
+                    Buffered::Whole(bytes) => bytes,
+                    Buffered::Over { prefix, body, charge } => {
+                        let stream = prefixed_stream(prefix, body, cap, range.is_some(), read_timeout, charge);
+                        return Ok(Fetched::Object(Object {
+                            meta,
+                            body: match range {
+                                Some(range) => Body::Stream { stream, range },
+                                None => Body::Chunked(stream),
+                            },
+                        }));
+                    }
+                };
                 if length.is_some_and(|l| l != bytes.len() as u64) {
                     return Err(AttemptError::transient(OriginError::Upstream(
                         "body shorter than Content-Length".into(),
@@ -316,9 +348,9 @@ impl HttpClient {
             }
         }
         let limit = ERROR_BODY_LIMIT as u64;
-        match read_capped(body, 0, limit, self.config.read_timeout).await {
-            Ok(b) => String::from_utf8_lossy(&b).into_owned(),
-            Err(_) => String::new(),
+        match read_buffered(body, None, limit, limit, self.config.read_timeout, None).await {
+            Ok(Buffered::Whole(b)) => String::from_utf8_lossy(&b).into_owned(),
+            _ => String::new(),
         }
     }
 }
@@ -407,15 +439,33 @@ fn jitter() -> u64 {
     h.finish()
 }
 
-/// Reads a whole body, failing with `TooLarge` above `limit`. `expected` (the
-/// Content-Length, 0 if unknown) pre-sizes the buffer, bounded by the limit.
-async fn read_capped(
+/// What [`read_buffered`] got.
+enum Buffered {
+    /// The whole body.
+    Whole(Bytes),
+    /// A body of unknown length that went past the buffer limit: what was read so far
+    /// (and its charge), and the rest still unread.
+    Over { prefix: Bytes, body: Incoming, charge: Option<Charge> },
+}
+
+/// Reads a body into memory, failing with `TooLarge` above `cap`. A known `length`
+/// is charged against `budget` up front and pre-sizes the buffer (at most 8 MiB); an
+/// unknown one is charged as it grows and stops at `buffer_limit` with
+/// [`Buffered::Over`], before the buffer holds more than one frame past the limit.
+async fn read_buffered(
     mut body: Incoming,
-    expected: u64,
-    limit: u64,
+    length: Option<u64>,
+    buffer_limit: u64,
+    cap: u64,
     read_timeout: Duration,
-) -> Result<Bytes, AttemptError> {
-    let prealloc = usize::try_from(expected.min(limit).min(8 * 1024 * 1024)).unwrap_or(0);
+    budget: Option<&MemoryBudget>,
+) -> Result<Buffered, AttemptError> {
+    let expected = length.unwrap_or(0).min(cap);
+    let mut charge = match budget {
+        Some(b) => Some(b.charge(expected, deadline(read_timeout)).await.map_err(budget_error)?),
+        None => None,
+    };
+    let prealloc = usize::try_from(expected.min(8 * 1024 * 1024)).unwrap_or(0);
     let mut buf: Vec<u8> = Vec::new();
     buf.try_reserve(prealloc)
         .map_err(|_| AttemptError::fatal(OriginError::Upstream("cannot allocate body buffer".into())))?;
@@ -428,14 +478,75 @@ async fn read_capped(
             }
             Ok(Some(Ok(f))) => f,
         };
-        if let Ok(data) = frame.into_data() {
-            if (buf.len() + data.len()) as u64 > limit {
-                return Err(AttemptError::fatal(OriginError::TooLarge { limit }));
+        let Ok(data) = frame.into_data() else { continue };
+        let total = (buf.len() + data.len()) as u64;
+        if total > cap {
+            return Err(AttemptError::fatal(OriginError::TooLarge { limit: cap }));
+        }
+        if length.is_none() {
+            if let (Some(b), Some(c)) = (budget, charge.as_mut()) {
+                if total > c.bytes() {
+                    // Charge ahead in MiB steps, not per frame.
+                    let step = (total - c.bytes()).max(1 << 20);
+                    b.grow(c, step, deadline(read_timeout)).await.map_err(budget_error)?;
+                }
             }
-            buf.extend_from_slice(&data);
+        }
+        buf.extend_from_slice(&data);
+        if length.is_none() && total > buffer_limit {
+            return Ok(Buffered::Over { prefix: Bytes::from(buf), body, charge });
         }
     }
-    Ok(Bytes::from(buf))
+    Ok(Buffered::Whole(Bytes::from(buf)))
+}
+
+fn deadline(wait: Duration) -> tokio::time::Instant {
+    tokio::time::Instant::now() + wait
+}
+
+/// The in-flight budget could not be had: more than the whole budget, or not in time.
+fn budget_error(e: BudgetError) -> AttemptError {
+    tracing::info!(?e, "origin fetch refused: bytes in flight above origin_client.max_bytes_in_flight");
+    AttemptError::fatal(OriginError::Busy)
+}
+
+/// `prefix`, then the rest of `body`, at most `cap` bytes in all (exactly `cap` when
+/// `exact`): a longer body, a short exact one or a chunk timeout end the stream with an
+/// I/O error. The prefix's budget charge is given back once it has been handed on.
+fn prefixed_stream(
+    prefix: Bytes,
+    body: Incoming,
+    cap: u64,
+    exact: bool,
+    read_timeout: Duration,
+    charge: Option<Charge>,
+) -> BodyStream {
+    let seen = prefix.len() as u64;
+    let first = futures_util::stream::once(async move {
+        drop(charge);
+        Ok(prefix)
+    });
+    let rest = futures_util::stream::unfold((body, seen, false), move |(mut body, seen, done)| async move {
+        if done {
+            return None;
+        }
+        loop {
+            let frame = match tokio::time::timeout(read_timeout, body.frame()).await {
+                Err(_) => return Some((Err(io_error("origin body timed out")), (body, seen, true))),
+                Ok(None) if !exact || seen == cap => return None,
+                Ok(None) => return Some((Err(io_error("origin body ended early")), (body, seen, true))),
+                Ok(Some(Err(e))) => return Some((Err(io_error(&format!("origin body: {e}"))), (body, seen, true))),
+                Ok(Some(Ok(f))) => f,
+            };
+            let Ok(data) = frame.into_data() else { continue };
+            let seen = seen + data.len() as u64;
+            if seen > cap {
+                return Some((Err(io_error("origin body over the size limit")), (body, seen, true)));
+            }
+            return Some((Ok(data), (body, seen, false)));
+        }
+    });
+    first.chain(rest).boxed()
 }
 
 /// A pass-through stream of exactly `len` bytes: a chunk timeout, a body longer than

@@ -112,6 +112,9 @@ pub enum Body {
         /// Half-open byte range of the object this stream carries.
         range: (u64, u64),
     },
+    /// An object of unknown length (a chunked body) that went past the buffer limit
+    /// while it was read: streamed, at most the origin's object limit, not cacheable.
+    Chunked(BodyStream),
 }
 
 impl std::fmt::Debug for Body {
@@ -119,6 +122,7 @@ impl std::fmt::Debug for Body {
         match self {
             Body::Full(b) => write!(f, "Full({} bytes)", b.len()),
             Body::Stream { range, .. } => write!(f, "Stream({range:?})"),
+            Body::Chunked(_) => write!(f, "Chunked"),
         }
     }
 }
@@ -166,6 +170,9 @@ pub enum OriginError {
     /// Connect or read timeout.
     #[error("origin timed out")]
     Timeout,
+    /// The bytes in flight from origins are at their budget (503, retry later).
+    #[error("origin fetches over their memory budget")]
+    Busy,
     /// The origin answered with an unexpected status or a broken response.
     #[error("upstream error: {0}")]
     Upstream(String),

@@ -66,6 +66,16 @@ pub(crate) struct Meta {
     pub progressive: bool,
     /// Animation loop count (GIF NETSCAPE2.0 extension, WebP ANIM chunk), 0 = forever.
     pub loop_count: Option<u16>,
+    /// Bytes per pixel of the decoder's own output, before normalising to 8-bit
+    /// (6 for 16-bit RGB, 8 for 16-bit RGBA); 0 when unknown. Sizes the decode's
+    /// working memory (`cost.rs`).
+    pub bytes_per_pixel: u8,
+    /// An animated WebP (VP8X animation flag), even with a single frame: it is decoded
+    /// onto a full canvas by the `image` decoder, never scaled on load.
+    pub animated: bool,
+    /// A still lossless WebP (VP8L): libwebp decodes it into a full-size ARGB buffer
+    /// even when scaling on load (lossless references may point anywhere above).
+    pub lossless: bool,
 }
 
 /// A probed source: its format and metadata.
@@ -192,7 +202,8 @@ pub(crate) fn estimate_quality(table_sum: u32) -> u8 {
 /// Walks JPEG marker segments up to the first scan, collecting metadata.
 fn probe_jpeg(src: &[u8]) -> Result<Meta, ProcessError> {
     let header = tj::Decoder::new()?.header(src)?;
-    let mut meta = Meta { width: header.width, height: header.height, frames: 1, ..Meta::default() };
+    let bytes_per_pixel = if header.cmyk { 4 } else { 3 };
+    let mut meta = Meta { width: header.width, height: header.height, frames: 1, bytes_per_pixel, ..Meta::default() };
     let mut icc_chunks: Vec<(u8, Vec<u8>)> = Vec::new();
     let mut i = 2usize;
     while i + 4 <= src.len() {
@@ -342,6 +353,24 @@ pub(crate) fn webp_loop_count(src: &[u8]) -> Option<u16> {
     None
 }
 
+/// The VP8X header's animation flag.
+pub(crate) fn webp_is_animated(src: &[u8]) -> bool {
+    src.get(12..16) == Some(&b"VP8X"[..]) && src.get(20).is_some_and(|flags| flags & 0x02 != 0)
+}
+
+/// A top-level chunk of a WebP file (not those inside animation frames).
+pub(crate) fn webp_has_chunk(src: &[u8], id: &[u8; 4]) -> bool {
+    let mut i = 12usize;
+    while i + 8 <= src.len() {
+        if &src[i..i + 4] == id {
+            return true;
+        }
+        let len = u32::from_le_bytes([src[i + 4], src[i + 5], src[i + 6], src[i + 7]]) as usize;
+        i = i.saturating_add(8).saturating_add(len).saturating_add(len & 1);
+    }
+    false
+}
+
 /// Counts `ANMF` chunks of an animated WebP (1 for stills).
 pub(crate) fn webp_frame_count(src: &[u8]) -> u32 {
     let mut i = 12usize;
@@ -366,6 +395,7 @@ fn probe_other(src: &[u8], format: Format) -> Result<Meta, ProcessError> {
             let (w, h) = d.dimensions();
             meta.width = w;
             meta.height = h;
+            meta.bytes_per_pixel = d.color_type().bytes_per_pixel();
             meta.icc = d.icc_profile().ok().flatten();
             meta.exif = d.exif_metadata().ok().flatten();
         }};
@@ -381,6 +411,8 @@ fn probe_other(src: &[u8], format: Format) -> Result<Meta, ProcessError> {
             fill!(iwebp::WebPDecoder::new(cur));
             meta.frames = webp_frame_count(src);
             meta.loop_count = webp_loop_count(src);
+            meta.animated = webp_is_animated(src);
+            meta.lossless = webp_has_chunk(src, b"VP8L");
         }
         Format::Bmp => fill!(bmp::BmpDecoder::new(cur)),
         Format::Tiff => fill!(tiff::TiffDecoder::new(cur)),
@@ -402,19 +434,60 @@ fn probe_other(src: &[u8], format: Format) -> Result<Meta, ProcessError> {
 
 // ---------------------------------------------------------------- decode
 
-/// Estimated peak working memory of decoding `probe` at `shrink`: the output frame,
-/// plus the whole-image coefficient buffer of a progressive JPEG (2 bytes per
-/// coefficient; 1.5 planes at 4:2:0, 3 with 4 components taken as the worst case), or
-/// the full-size frame that PNG, BMP and TIFF decode before their box shrink.
+/// Estimated peak working memory of decoding a still `probe` at `shrink` (see
+/// [`decode_bytes`]); the decoded-source cache makes room for this much, and the decode
+/// budget charges the same figure.
 pub(crate) fn working_bytes(probe: &Probe, shrink: u32) -> u64 {
+    decode_bytes(probe, shrink, false)
+}
+
+/// Estimated peak working memory of [`decode`], from the header alone: what each decoder
+/// allocates at once.
+/// - JPEG: the output at the DCT scale (CMYK plus its RGB conversion), plus the
+///   whole-image coefficient buffer of a progressive JPEG (2 bytes per coefficient;
+///   1.5 planes at 4:2:0, 3 with 4 components taken as the worst case).
+/// - PNG, BMP, TIFF: the full-size frame at the decoder's own depth (16-bit RGBA is 8
+///   bytes a pixel), its 8-bit copy when it needs normalising, and the box-shrunk copy.
+/// - Still WebP (libwebp): the RGBA output at its scale, plus a full-size ARGB buffer
+///   for a lossless one.
+/// - GIF and animated WebP: the `image` decoders keep an RGBA canvas and build each
+///   frame at canvas size; every frame kept (`all_frames`) holds one more canvas.
+///
+/// Plus a rotated copy when the EXIF orientation swaps the axes.
+pub(crate) fn decode_bytes(probe: &Probe, shrink: u32, all_frames: bool) -> u64 {
     let (w, h) = (u64::from(probe.meta.width), u64::from(probe.meta.height));
     let d = u64::from(shrink.max(1));
-    let out = w.div_ceil(d) * h.div_ceil(d) * 4;
-    out + match probe.format {
-        Format::Jpg if probe.meta.progressive => w * h * 3,
-        Format::Png | Format::Bmp | Format::Tiff if d > 1 => w * h * 4,
-        _ => 0,
-    }
+    let px = w.saturating_mul(h);
+    let out_px = w.div_ceil(d).saturating_mul(h.div_ceil(d));
+    let bpp = match probe.meta.bytes_per_pixel {
+        0 => 8,
+        n => u64::from(n),
+    };
+    let frames = u64::from(probe.meta.frames.max(1));
+    let animated = probe.format == Format::Gif || (probe.format == Format::Webp && (frames > 1 || probe.meta.animated));
+    let decode = match probe.format {
+        Format::Jpg => {
+            let cmyk = if bpp == 4 { out_px * 3 } else { 0 };
+            let coefficients = if probe.meta.progressive { px.saturating_mul(3) } else { 0 };
+            out_px.saturating_mul(bpp) + cmyk + coefficients
+        }
+        Format::Png | Format::Bmp | Format::Tiff => {
+            let normalised = if matches!(bpp, 3 | 4) { 0 } else { px.saturating_mul(4) };
+            let shrunk = if d > 1 { out_px.saturating_mul(4) } else { 0 };
+            px.saturating_mul(bpp) + normalised + shrunk
+        }
+        Format::Webp if !animated => {
+            let argb = if probe.meta.lossless { px.saturating_mul(4) } else { 0 };
+            out_px.saturating_mul(4) + argb
+        }
+        _ => {
+            let kept = if all_frames { frames } else { 1 };
+            // canvas + frame under construction + its normalised copy + frames kept
+            px.saturating_mul(4).saturating_mul(3 + kept)
+        }
+    };
+    let rotated = if probe.meta.orientation >= 5 && !animated { out_px.saturating_mul(4) } else { 0 };
+    decode.saturating_add(rotated)
 }
 
 /// Picks the shrink-on-load denominator (1, 2, 4, 8; see [`decode`] for how each format

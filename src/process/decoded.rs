@@ -12,8 +12,12 @@
 //! The cache gives way to large decodes: before a decode that needs more working memory
 //! than is free under its capacity (a 16 MP progressive JPEG holds a 48 MB coefficient
 //! buffer), entries are dropped, so cached pixels plus the decode in progress stay
-//! within the one budget. (The allocator returns the decode's freed memory to the
-//! kernel once decoding goes quiet: see `crate::memory`.)
+//! within the one budget. The figure is the same estimate (`codec::working_bytes`) the
+//! process-wide decode budget (`limits.decode_memory`) charges for the decode, and an
+//! entry larger than the whole cache is never stored. Cached pixels are not charged to
+//! that budget: decodes in flight and cached pixels together stay under
+//! `limits.decode_memory + cache.decoded_size`. (The allocator returns the decode's freed
+//! memory to the kernel once decoding goes quiet: see `crate::memory`.)
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -44,9 +48,12 @@ pub(crate) struct Decoded {
 }
 
 impl Decoded {
+    fn bytes(&self) -> u64 {
+        self.pic.frames.iter().map(|f| f.img.as_bytes().len() as u64).sum()
+    }
+
     fn weight(&self) -> u32 {
-        let bytes: usize = self.pic.frames.iter().map(|f| f.img.as_bytes().len()).sum();
-        u32::try_from(bytes).unwrap_or(u32::MAX)
+        u32::try_from(self.bytes()).unwrap_or(u32::MAX)
     }
 }
 
@@ -90,10 +97,14 @@ impl DecodedCache {
         found
     }
 
-    /// Stores a fresh decode (replacing a coarser one) and hands it back shared.
+    /// Stores a fresh decode (replacing a coarser one) and hands it back shared. A
+    /// decode larger than the whole cache is handed back without being stored: moka
+    /// would admit it and evict it only later, holding more than its capacity meanwhile.
     pub(crate) fn insert(&self, key: DecodedKey, decoded: Decoded) -> Arc<Decoded> {
         let decoded = Arc::new(decoded);
-        self.entries.insert(key, Arc::clone(&decoded));
+        if decoded.bytes() <= self.capacity {
+            self.entries.insert(key, Arc::clone(&decoded));
+        }
         decoded
     }
 
@@ -190,6 +201,16 @@ mod tests {
         }
         assert!(cache.weighted_size() <= 100_000);
         assert!(DecodedCache::new(0).is_none());
+    }
+
+    #[test]
+    fn never_holds_an_entry_larger_than_itself() {
+        let cache = DecodedCache::new(20_000).unwrap();
+        let key = DecodedKey::new(b"big", 1);
+        let handed = cache.insert(key, decoded(1, 1000)); // 30 kB
+        assert_eq!(handed.pic.dims(), (1000, 10), "the decode is still handed back");
+        assert!(cache.get(&key, at(1)).is_none());
+        assert_eq!(cache.weighted_size(), 0);
     }
 
     #[test]

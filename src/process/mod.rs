@@ -46,6 +46,7 @@ use std::time::Instant;
 
 pub(crate) mod codec;
 pub(crate) mod colour;
+pub(crate) mod cost;
 pub mod decoded;
 pub mod fonts;
 pub(crate) mod jpeg_scans;
@@ -300,6 +301,12 @@ impl ProcessError {
         Self::new(ProcessErrorKind::ImageTooLarge, ec, msg)
     }
 
+    /// 400 `ImageTooLarge`: decoding the source needs more working memory than the
+    /// whole decode budget (`limits.decode_memory`).
+    pub fn memory_too_large() -> Self {
+        Self::too_large("The source image needs more memory to process than the server allows.", Some("0040-00000012"))
+    }
+
     /// 400 `WatermarkError`: the watermark object is missing or unusable (spec §5.2).
     pub fn watermark(msg: impl Into<String>) -> Self {
         Self::new(ProcessErrorKind::Watermark, None, msg)
@@ -353,4 +360,20 @@ pub fn parse(value: &str, styles: &Styles, limits: &Limits) -> Result<Pipeline, 
 /// A `ProcessError` for undecodable sources, limits and failed operations.
 pub fn run(src: &[u8], pipeline: &Pipeline, ctx: &RunContext<'_>) -> Result<Output, ProcessError> {
     pipeline::run(src, pipeline, ctx)
+}
+
+/// Peak working memory of [`run`] on `src` in bytes, estimated from the headers of the
+/// source and the watermark objects before any pixel is decoded; the caller charges it
+/// against the decode budget before queueing the run.
+///
+/// # Errors
+/// The 4xx `run` would give from the header alone (unknown format, source or output
+/// limits).
+pub fn run_cost(
+    src: &[u8],
+    pipeline: &Pipeline,
+    overlays: Option<&Overlays>,
+    limits: &Limits,
+) -> Result<u64, ProcessError> {
+    cost::run_bytes(src, pipeline, overlays, limits)
 }

@@ -427,7 +427,7 @@ fn check_format_dims(fmt: Format, (w, h): (u32, u32)) -> Result<(), ProcessError
 /// Walks the chain on sizes only (the same formulas the ops use) and checks the limits:
 /// resize/rotate output limits, rotate's 4096 px source limit, crop start inside the
 /// image, and `max_output_pixels` for the final size.
-fn predict_dims(
+pub(crate) fn predict_dims(
     p: &Pipeline,
     oriented: (u32, u32),
     never_enlarge: bool,

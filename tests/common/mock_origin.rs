@@ -19,7 +19,7 @@ use hyper_util::rt::TokioIo;
 use imgedge::origin::sign::{self, Credentials, SignInput};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -390,6 +390,15 @@ pub enum Fault {
         /// Number of pieces.
         chunks: usize,
     },
+    /// Send a chunked body (no Content-Length) of `total` bytes, generated lazily in
+    /// 64 KiB chunks, counting in `sent` the bytes the socket accepted; stops when the
+    /// peer goes away.
+    Chunked {
+        /// Body length.
+        total: u64,
+        /// Bytes written so far.
+        sent: Arc<AtomicU64>,
+    },
 }
 
 /// A raw HTTP/1.1 origin that plays `script` (one fault per request, then `Ok`).
@@ -462,6 +471,25 @@ impl FaultOrigin {
                                     return;
                                 }
                             }
+                        }
+                        Fault::Chunked { total, sent } => {
+                            let head = "HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n";
+                            if stream.write_all(head.as_bytes()).await.is_err() {
+                                return;
+                            }
+                            let piece = vec![0x5au8; 64 * 1024];
+                            let mut framed = format!("{:x}\r\n", piece.len()).into_bytes();
+                            framed.extend_from_slice(&piece);
+                            framed.extend_from_slice(b"\r\n");
+                            let mut left = total;
+                            while left >= piece.len() as u64 {
+                                if stream.write_all(&framed).await.is_err() {
+                                    return;
+                                }
+                                sent.fetch_add(piece.len() as u64, Ordering::SeqCst);
+                                left -= piece.len() as u64;
+                            }
+                            let _ = stream.write_all(b"0\r\n\r\n").await;
                         }
                         Fault::Raw(text) => {
                             let _ = stream.write_all(text.as_bytes()).await;
