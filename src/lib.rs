@@ -12,6 +12,7 @@
 
 pub mod access;
 pub mod cache;
+pub mod cdn_api;
 pub mod config;
 pub mod cors;
 pub mod encoding;
@@ -68,6 +69,8 @@ pub struct App {
     pub chains: process::ChainMemo,
     /// Decoded-source cache (`None` when `cache.decoded_size` is 0).
     pub decoded: Option<process::DecodedCache>,
+    /// The CDN's own API on the admin listener: signatures, tasks, quota.
+    pub cdn_api: cdn_api::CdnApi,
     default_host: OnceLock<String>,
     request_seq: AtomicU64,
     request_seed: u64,
@@ -92,6 +95,7 @@ impl App {
         // validate() already compiled the sites once, so this cannot fail here.
         let access = access::Access::new(&config.sites).unwrap_or_default();
         App {
+            cdn_api: cdn_api::CdnApi::new(&config.admin),
             access,
             config,
             origin,

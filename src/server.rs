@@ -136,6 +136,10 @@ async fn handle(app: Arc<App>, which: Listener, peer: SocketAddr, req: Request<I
     };
     let mut response = match result {
         Ok(r) => r,
+        // CDN API calls (admin `/`) get the API's JSON errors.
+        Err(e) if matches!(which, Listener::Admin) && head.uri.path() == "/" => {
+            crate::cdn_api::error_response(&e, request_id.as_str(), &head)
+        }
         Err(e) => error_response(&e, request_id.as_str(), &head),
     };
     if let Ok(v) = http::HeaderValue::from_bytes(request_id.as_str().as_bytes()) {
@@ -257,8 +261,8 @@ async fn admin(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Respon
         }
         (&Method::POST, "/prefetch") => {
             purge::authorize(app, req.headers())?;
-            let (content_type, _query, body) = read_admin_body(req).await?;
-            let paths = purge::parse_prefetch(&content_type, &body)?;
+            let (content_type, query, body) = read_admin_body(req).await?;
+            let paths = purge::parse_prefetch(&content_type, &body, query.as_deref())?;
             let mut results = Vec::with_capacity(paths.len());
             for path in paths {
                 results.push(prefetch_one(app, &path).await);
@@ -269,9 +273,20 @@ async fn admin(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Respon
                 serde_json::json!({"RequestId": app.next_request_id().as_str(), "PushTaskId": task_id, "task_id": task_id, "results": results}),
             )
         }
+        // The CDN's own API (RPC style, signed): `/?Action=...`.
+        (&Method::GET, "/") | (&Method::POST, "/") => {
+            let head = copy_head(&req);
+            let (_, _, body) = read_admin_body(req).await?;
+            crate::cdn_api::handle(app, &head, body, warm_for_api).await
+        }
         (_, "/healthz" | "/purge" | "/prefetch" | "/metrics" | "/explain") => Err(Error::MethodNotAllowed),
         _ => Err(Error::NotFound),
     }
+}
+
+/// [`prefetch_one`] for the CDN API's background PushObjectCache tasks.
+fn warm_for_api(app: Arc<App>, url: String) -> futures_util::future::BoxFuture<'static, serde_json::Value> {
+    Box::pin(async move { prefetch_one(&app, &url).await })
 }
 
 /// Fetches one URL into the cache, as a GET would.
