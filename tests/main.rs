@@ -13,6 +13,7 @@ mod auto_format;
 mod bad_input;
 mod binary;
 mod browser;
+mod cdn_api;
 mod common;
 mod explain;
 mod fuzz_replay;
