@@ -228,11 +228,8 @@ fn describe_tasks(app: &App, params: &Params) -> Result<Reply, Error> {
     if !(1..=MAX_PAGE_SIZE).contains(&page_size) {
         return Err(api(StatusCode::BAD_REQUEST, "InvalidParameter", "PageSize must be 1 to 100."));
     }
-    let task_id = match params.get("TaskId").filter(|t| !t.is_empty()) {
-        // An id that is not a number matches nothing, as an unknown id would.
-        Some(t) => Some(t.parse().unwrap_or(u64::MAX)),
-        None => None,
-    };
+    // An id that is not a number matches nothing, as an unknown id would.
+    let task_id = params.get("TaskId").filter(|t| !t.is_empty()).map(|t| t.parse().unwrap_or(u64::MAX));
     let text = |name: &str| params.get(name).filter(|v| !v.is_empty()).map(str::to_owned);
     let filter = Filter {
         task_id,
