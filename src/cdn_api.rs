@@ -116,8 +116,22 @@ pub async fn handle(
     };
     app.cdn_api.verifier.verify(&call, now)?;
     let header = |name: &str| head.headers.get(name).and_then(|v| v.to_str().ok());
-    let action = params.get("Action").or_else(|| header("x-acs-action")).unwrap_or("");
-    if let Some(v) = params.get("Version").or_else(|| header("x-acs-version")) {
+    // Action and Version come from where the call's scheme signs them: ACS3 in the
+    // x-acs-* headers, RPC v1 in the parameters (an unsigned header must not pick it).
+    let acs3 = header("authorization").is_some_and(|a| a.starts_with("ACS3-"));
+    let (action, version) = if acs3 {
+        (header("x-acs-action"), header("x-acs-version"))
+    } else {
+        (params.get("Action"), params.get("Version"))
+    };
+    let action = action.ok_or_else(|| {
+        api(
+            StatusCode::BAD_REQUEST,
+            "MissingParameter",
+            "The input parameter \"Action\" that is mandatory for processing this request is not supplied.",
+        )
+    })?;
+    if let Some(v) = version {
         if v != API_VERSION {
             return Err(api(
                 StatusCode::BAD_REQUEST,

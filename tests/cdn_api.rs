@@ -121,7 +121,7 @@ fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
 }
 
-/// A v1-signed GET query for `action` with `extra` parameters, signed with `secret`.
+/// A v1-signed GET query for `action` (none when empty) with `extra` parameters, signed with `secret`.
 fn signed_query(action: &str, extra: &[(&str, &str)], secret: &str, nonce: &str, timestamp: u64) -> String {
     let ts = sign::format_iso8601(timestamp);
     let mut params: Vec<(String, String)> = [
@@ -136,6 +136,7 @@ fn signed_query(action: &str, extra: &[(&str, &str)], secret: &str, nonce: &str,
     ]
     .iter()
     .chain(extra)
+    .filter(|(n, v)| *n != "Action" || !v.is_empty())
     .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
     .collect();
     let signature = sign::rpc_signature(secret, &sign::rpc_string_to_sign("GET", params.iter()));
@@ -169,6 +170,18 @@ async fn raw_calls_get_the_apis_status_codes_and_json_errors() {
     assert_eq!((status, v["Code"].as_str()), (StatusCode::BAD_REQUEST, Some("InvalidTimeStamp.Expired")), "{v}");
     let (status, v) = api_get(&s, "Action=DescribeRefreshQuota&AccessKeyId=LTAItestid").await;
     assert_eq!((status, v["Code"].as_str()), (StatusCode::BAD_REQUEST, Some("MissingParameter")), "{v}");
+    // A v1 call takes its Action from its signed parameters, never from a header.
+    let no_action = signed_query("", &[], SECRET, "n10", t);
+    let r = s
+        .send(
+            Method::GET,
+            &s.admin_url(&format!("/?{no_action}")),
+            &[("x-acs-action", "DescribeRefreshQuota")],
+            Bytes::new(),
+        )
+        .await;
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!((r.status, v["Code"].as_str()), (StatusCode::BAD_REQUEST, Some("MissingParameter")), "{v}");
     let (status, v) = api_get(&s, &signed_query("DeleteCdnDomain", &[], SECRET, "n4", t)).await;
     assert_eq!((status, v["Code"].as_str()), (StatusCode::NOT_FOUND, Some("InvalidAction.NotFound")), "{v}");
     // Purge parameters are checked as /purge checks them, with the CDN's codes.
