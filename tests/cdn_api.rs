@@ -232,3 +232,24 @@ async fn prefetch_takes_the_cdn_parameters_in_the_query_or_form() {
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }
+
+#[test]
+fn the_binary_reads_access_keys_from_the_environment() {
+    let keys = format!("other:x, {KEY_ID}:{SECRET}");
+    let (child, _addr, admin, _rx) = crate::binary::spawn(&[], &[("IMGEDGE_ADMIN_ACCESS_KEYS", &keys)]);
+    let q = signed_query("DescribeRefreshQuota", &[], SECRET, "b1", now());
+    let reply =
+        crate::binary::http(&admin, &format!("GET /?{q} HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n"));
+    crate::binary::sigterm(&child);
+    let _ = child.wait_with_output();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_imgedge"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .arg("--check-config")
+        .env("IMGEDGE_ADMIN_ACCESS_KEYS", "no-secret-here")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("IMGEDGE_ADMIN_ACCESS_KEYS entry 1"), "{stderr}");
+}
