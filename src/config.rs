@@ -21,6 +21,8 @@ pub struct Config {
     pub origin: String,
     /// Bearer token required by the admin API (None: no token).
     pub purge_token: Option<String>,
+    /// Admin API settings: AccessKey pairs for the CDN's signed API.
+    pub admin: AdminConfig,
     /// Response cache settings.
     pub cache: CacheConfig,
     /// Image processing limits.
@@ -62,6 +64,7 @@ impl Default for Config {
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
             origin: "fixtures".into(),
             purge_token: None,
+            admin: AdminConfig::default(),
             cache: CacheConfig::default(),
             limits: LimitsConfig::default(),
             workers: WorkersConfig::default(),
@@ -319,6 +322,52 @@ impl CredentialsConfig {
     }
 }
 
+/// Admin API settings (`[admin]`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// AccessKey pairs that may sign CDN API calls (`/?Action=...` on the admin
+    /// listener); empty (the default) refuses every such call. Also
+    /// `IMGEDGE_ADMIN_ACCESS_KEYS=id:secret[,id:secret]`, which replaces the file's.
+    pub access_keys: Vec<AccessKeyConfig>,
+}
+
+/// One AccessKey pair (`[[admin.access_keys]]`).
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessKeyConfig {
+    /// AccessKeyId.
+    pub id: String,
+    /// AccessKeySecret.
+    pub secret: String,
+}
+
+impl std::fmt::Debug for AccessKeyConfig {
+    // Never print the secret, even in debug output.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessKeyConfig").field("id", &self.id).field("secret", &"<redacted>").finish()
+    }
+}
+
+impl AdminConfig {
+    /// Parses `id:secret[,id:secret]` (the `IMGEDGE_ADMIN_ACCESS_KEYS` form; a
+    /// secret may contain `:` but not `,`).
+    ///
+    /// # Errors
+    /// A message naming the bad entry's position (never the secret).
+    pub fn parse_access_keys(text: &str) -> Result<Vec<AccessKeyConfig>, String> {
+        text.split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .enumerate()
+            .map(|(i, entry)| match entry.split_once(':') {
+                Some((id, secret)) => Ok(AccessKeyConfig { id: id.trim().to_owned(), secret: secret.to_owned() }),
+                None => Err(format!("IMGEDGE_ADMIN_ACCESS_KEYS entry {}: expected id:secret", i + 1)),
+            })
+            .collect()
+    }
+}
+
 /// Image processing limits (see `process::Limits`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -453,6 +502,15 @@ impl Config {
             ));
         }
         crate::access::Access::new(&self.sites)?;
+        let mut ids = std::collections::HashSet::new();
+        for (i, key) in self.admin.access_keys.iter().enumerate() {
+            if key.id.is_empty() || key.secret.is_empty() {
+                return Err(format!("admin.access_keys[{i}]: id and secret must not be empty"));
+            }
+            if !ids.insert(key.id.as_str()) {
+                return Err(format!("admin.access_keys[{i}]: id {:?} is listed twice", key.id));
+            }
+        }
         if let Some(t) = &self.purge_token {
             if t.is_empty() {
                 return Err("purge_token must not be empty".into());
@@ -558,6 +616,25 @@ mod tests {
         c.purge_token = Some("t".into());
         assert!(c.validate().is_ok());
         assert!(Config::default().validate().is_ok());
+    }
+
+    #[test]
+    fn admin_access_keys_come_from_toml_or_the_env_form() {
+        let c: Config = toml::from_str("[[admin.access_keys]]\nid = \"LTAIa\"\nsecret = \"s:1\"\n").unwrap();
+        assert_eq!((c.admin.access_keys[0].id.as_str(), c.admin.access_keys[0].secret.as_str()), ("LTAIa", "s:1"));
+        assert!(!format!("{c:?}").contains("s:1"));
+        c.validate().unwrap();
+        let keys = AdminConfig::parse_access_keys("a:x, b:y:z").unwrap();
+        assert_eq!(
+            keys.iter().map(|k| (k.id.as_str(), k.secret.as_str())).collect::<Vec<_>>(),
+            [("a", "x"), ("b", "y:z")]
+        );
+        assert!(AdminConfig::parse_access_keys("a:x,nosecret").unwrap_err().contains("entry 2"));
+        let mut c = Config::default();
+        c.admin.access_keys = AdminConfig::parse_access_keys("a:x,a:y").unwrap();
+        assert!(c.validate().unwrap_err().contains("twice"));
+        c.admin.access_keys = AdminConfig::parse_access_keys("a:").unwrap();
+        assert!(c.validate().is_err());
     }
 
     #[test]

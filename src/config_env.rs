@@ -16,8 +16,9 @@ use toml::{Table, Value};
 /// The prefix of every configuration variable.
 pub const PREFIX: &str = "IMGEDGE_";
 
-/// Variables with this prefix that are flags' own (clap reads them), not config paths.
-const FLAG_VARIABLES: &[&str] = &["IMGEDGE_DECODED_CACHE_SIZE", "IMGEDGE_PURGE_TOKEN"];
+/// Variables with this prefix that are read by their own code, not as config paths: the
+/// flags' env forms (clap) and `IMGEDGE_ADMIN_ACCESS_KEYS` (its `id:secret,...` form).
+const OWN_VARIABLES: &[&str] = &["IMGEDGE_DECODED_CACHE_SIZE", "IMGEDGE_PURGE_TOKEN", "IMGEDGE_ADMIN_ACCESS_KEYS"];
 
 /// What [`overlay`] did besides writing values.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -41,7 +42,7 @@ pub fn overlay<T: DeserializeOwned>(
     let mut vars: Vec<(String, String)> = vars.into_iter().filter(|(name, _)| name.starts_with(PREFIX)).collect();
     vars.sort();
     for (name, raw) in vars {
-        if FLAG_VARIABLES.contains(&name.as_str()) {
+        if OWN_VARIABLES.contains(&name.as_str()) {
             continue;
         }
         let tokens: Vec<String> = name[PREFIX.len()..].split('_').map(str::to_ascii_lowercase).collect();

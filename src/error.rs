@@ -49,6 +49,17 @@ pub enum Error {
     /// A purge request that could not be parsed: (OSS/CDN code, message).
     #[error("{0}: {1}")]
     InvalidPurge(&'static str, String),
+    /// A CDN API call refused with the API's own status and code (bad signature,
+    /// unknown AccessKey, replayed nonce, unknown action, quota).
+    #[error("{code}: {message}")]
+    Api {
+        /// HTTP status the API uses for this code.
+        status: StatusCode,
+        /// The API's error code, e.g. `SignatureDoesNotMatch`.
+        code: &'static str,
+        /// Public message (never secrets).
+        message: String,
+    },
     // --- image processing (parse errors and pixel work) ---
     /// An `x-oss-process` chain was rejected or failed.
     #[error(transparent)]
@@ -87,6 +98,7 @@ impl Error {
         match self {
             Error::InvalidKey(_) | Error::InvalidArgument(_) | Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Error::InvalidPurge(..) => StatusCode::BAD_REQUEST,
+            Error::Api { status, .. } => *status,
             Error::InvalidRange { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Error::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -118,6 +130,7 @@ impl Error {
             Error::InvalidArgument(_) => "InvalidArgument",
             Error::BadRequest(_) => "InvalidArgument",
             Error::InvalidPurge(code, _) => code,
+            Error::Api { code, .. } => code,
             Error::InvalidRange { .. } => "InvalidRange",
             Error::MethodNotAllowed(_) => "MethodNotAllowed",
             Error::Unauthorized => "Unauthorized",
@@ -151,7 +164,7 @@ impl Error {
         match self {
             Error::InvalidKey(why) => format!("The object key is invalid: {why}."),
             Error::InvalidArgument(m) | Error::BadRequest(m) => m.clone(),
-            Error::InvalidPurge(_, m) => m.clone(),
+            Error::InvalidPurge(_, m) | Error::Api { message: m, .. } => m.clone(),
             Error::InvalidRange { .. } => "The requested range cannot be satisfied.".into(),
             Error::MethodNotAllowed(_) => "The specified method is not allowed.".into(),
             Error::Unauthorized => "A valid bearer token is required.".into(),

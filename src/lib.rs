@@ -13,6 +13,7 @@
 pub mod access;
 pub mod budget;
 pub mod cache;
+pub mod cdn_api;
 pub mod config;
 pub mod config_env;
 pub mod cors;
@@ -76,6 +77,8 @@ pub struct App {
     pub prefetch: prefetch::Tasks,
     /// Working memory of all decodes together (`limits.decode_memory`; `None`: off).
     pub decode_budget: Option<budget::MemoryBudget>,
+    /// The CDN's own API on the admin listener: signatures, tasks, quota.
+    pub cdn_api: cdn_api::CdnApi,
     default_host: OnceLock<String>,
     request_seq: AtomicU64,
     request_seed: u64,
@@ -102,6 +105,7 @@ impl App {
         // validate() already compiled the sites once, so this cannot fail here.
         let access = access::Access::new(&config.sites).unwrap_or_default();
         App {
+            cdn_api: cdn_api::CdnApi::new(&config.admin),
             access,
             config,
             origin,

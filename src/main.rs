@@ -110,6 +110,11 @@ fn load_config(cli: Cli) -> anyhow::Result<(Config, bool, Vec<String>)> {
     if cli.purge_token.is_some() {
         config.purge_token = cli.purge_token;
     }
+    // Secrets stay out of the command line: AccessKey pairs come from the file or here.
+    if let Ok(keys) = std::env::var("IMGEDGE_ADMIN_ACCESS_KEYS") {
+        config.admin.access_keys =
+            imgedge::config::AdminConfig::parse_access_keys(&keys).map_err(|e| anyhow::anyhow!(e))?;
+    }
     if !cli.ttl_rules.is_empty() {
         config.cache.ttl_rules = cli.ttl_rules;
     }

@@ -163,6 +163,18 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// One URL fetched into the cache as a GET would, as JSON (`path`, `status`, `cache` or
+/// `code`): the fetch behind the CDN API's PushObjectCache tasks ([`crate::cdn_api::Warm`]).
+pub fn warm(app: Arc<App>, url: String) -> futures_util::future::BoxFuture<'static, Value> {
+    Box::pin(async move {
+        match prefetch_one(&app, &url).await {
+            PathState::Done { cache } => json!({"path": url, "status": 200, "cache": cache}),
+            PathState::Failed { status, code } => json!({"path": url, "status": status, "code": code}),
+            PathState::Pending => json!({"path": url}),
+        }
+    })
+}
+
 /// Fetches one URL into the cache, as a GET would.
 async fn prefetch_one(app: &Arc<App>, url: &str) -> PathState {
     let outcome: Result<&'static str, Error> = async {

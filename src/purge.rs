@@ -104,8 +104,12 @@ fn bearer_token(value: &str) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim_start_matches(' '))
 }
 
-/// Raw purge input: kind, paths, force.
-fn read_purge_input(
+/// Raw purge input: kind, paths, force (also read by the CDN API's
+/// `RefreshObjectCaches`, to record its tasks).
+///
+/// # Errors
+/// 400 for bad JSON, a body that is not UTF-8 or an unknown `ObjectType`.
+pub fn read_purge_input(
     content_type: &str,
     body: &[u8],
     query: Option<&str>,
@@ -264,21 +268,26 @@ pub async fn apply(app: &Arc<App>, tasks: Vec<PurgeTask>) -> Result<usize, Error
         .map_err(|e| Error::Internal(format!("purge task failed: {e}")))
 }
 
-/// Parses a prefetch body: JSON `{"paths": [...]}` or form `ObjectPath`.
+/// Parses a prefetch: JSON `{"paths": [...]}`, or the CDN's PushObjectCache
+/// parameters (`ObjectPath`, newline-separated; `ObjectType` `File` only) in the form
+/// body or the query string, as `/purge` reads them.
 ///
 /// # Errors
-/// 400 for bad JSON or no paths.
-pub fn parse_prefetch(content_type: &str, body: &[u8]) -> Result<Vec<String>, Error> {
+/// 400 for bad JSON, another object type, or no paths.
+pub fn parse_prefetch(content_type: &str, body: &[u8], query: Option<&str>) -> Result<Vec<String>, Error> {
     let paths = if content_type.starts_with("application/json") {
         serde_json::from_slice::<JsonPrefetch>(body)
             .map_err(|e| Error::InvalidPurge("InvalidParameter", format!("bad JSON: {e}")))?
             .paths
     } else {
-        let text = std::str::from_utf8(body).map_err(|_| malformed("body is not UTF-8"))?;
-        query_pairs(text)
-            .filter(|(n, _)| n == "ObjectPath")
-            .flat_map(|(_, v)| v.split('\n').map(|l| l.trim().to_owned()).collect::<Vec<_>>())
-            .collect()
+        let (kind, paths, _force) = read_purge_input(content_type, body, query)?;
+        if kind != PurgeKind::File {
+            return Err(Error::InvalidPurge(
+                "InvalidObjectType.Malformed",
+                "prefetch takes URLs: ObjectType must be File".into(),
+            ));
+        }
+        paths.into_iter().map(|p| p.trim().to_owned()).collect()
     };
     let paths: Vec<String> = paths.into_iter().filter(|p| !p.is_empty()).collect();
     if paths.is_empty() || paths.len() > MAX_FILES {

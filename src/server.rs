@@ -178,6 +178,10 @@ async fn handle(app: Arc<App>, which: Listener, peer: SocketAddr, req: Request<I
     };
     let mut response = match result {
         Ok(r) => r,
+        // CDN API calls (admin `/`) get the API's JSON errors.
+        Err(e) if matches!(which, Listener::Admin) && head.uri.path() == "/" => {
+            crate::cdn_api::error_response(&e, request_id.as_str(), &head)
+        }
         Err(e) => error_response(&e, request_id.as_str(), &head),
     };
     if let Ok(v) = http::HeaderValue::from_bytes(request_id.as_str().as_bytes()) {
@@ -302,8 +306,8 @@ async fn admin(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Respon
         }
         (&Method::POST, "/prefetch") => {
             purge::authorize(app, req.headers())?;
-            let (content_type, _query, body) = read_admin_body(req).await?;
-            let paths = purge::parse_prefetch(&content_type, &body)?;
+            let (content_type, query, body) = read_admin_body(req).await?;
+            let paths = purge::parse_prefetch(&content_type, &body, query.as_deref())?;
             let count = paths.len();
             // Answered at once, as PushObjectCache: the paths are fetched in the
             // background and `GET /tasks/<id>` reports each one's result.
@@ -322,6 +326,12 @@ async fn admin(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Respon
         (_, "/healthz") => Err(Error::MethodNotAllowed("GET, HEAD")),
         (_, "/purge" | "/prefetch") => Err(Error::MethodNotAllowed("POST")),
         (_, "/metrics" | "/explain") => Err(Error::MethodNotAllowed("GET")),
+        // The CDN's own API (RPC style, signed): `/?Action=...`.
+        (&Method::GET, "/") | (&Method::POST, "/") => {
+            let head = copy_head(&req);
+            let (_, _, body) = read_admin_body(req).await?;
+            crate::cdn_api::handle(app, &head, body, crate::prefetch::warm).await
+        }
         _ => Err(Error::NotFound),
     }
 }

@@ -15,6 +15,7 @@ mod binary;
 mod bombs;
 mod browser;
 mod cache_budgets;
+mod cdn_api;
 mod common;
 mod connections;
 mod deadlines;

@@ -60,7 +60,7 @@ pub fn purge_request(data: &[u8]) {
     let app = purge_app();
     for result in [
         purge::parse_purge(app, content_type, body, query).map(|_| ()),
-        purge::parse_prefetch(content_type, body).map(|_| ()),
+        purge::parse_prefetch(content_type, body, query).map(|_| ()),
     ] {
         if let Err(e) = result {
             assert!(e.status().is_client_error(), "purge parse error must be 4xx, got {}", e.status());
