@@ -9,7 +9,7 @@ use crate::origin::{Body, FetchRequest, Fetched, OriginError};
 use crate::request::ObjectRequest;
 use crate::url::query_pairs;
 use crate::{purge, App};
-use http::{header, HeaderMap, Method};
+use http::{header, HeaderMap};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -28,22 +28,7 @@ pub async fn explain(app: &Arc<App>, query: Option<&str>, headers: &HeaderMap) -
         .find(|(n, _)| n == "url")
         .map(|(_, v)| v.into_owned())
         .ok_or_else(|| Error::InvalidArgument("give the URL to explain as ?url=...".into()))?;
-    let (host, path, q) = purge::split_url(&url)?;
-    let host = host.unwrap_or_else(|| app.default_host());
-    let uri: http::Uri = match &q {
-        Some(q) => format!("{path}?{q}"),
-        None => path,
-    }
-    .parse()
-    .map_err(|_| Error::InvalidArgument(format!("bad URL {url:?}")))?;
-    let mut request_headers = HeaderMap::new();
-    if let Ok(h) = http::HeaderValue::from_str(&host) {
-        request_headers.insert(header::HOST, h);
-    }
-    if let Some(accept) = headers.get(header::ACCEPT) {
-        request_headers.insert(header::ACCEPT, accept.clone());
-    }
-    let mut req = ObjectRequest::parse(&Method::GET, &uri, &request_headers, &app.chains)?;
+    let mut req = purge::url_request(app, &url, headers.get(header::ACCEPT))?;
     req.negotiate_format(app.config.auto_webp(), app.config.auto_avif());
     let canonical = req.canonical_chain().map(str::to_owned);
     let key = CacheKey::new(

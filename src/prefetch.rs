@@ -13,10 +13,9 @@
 use crate::cache::CacheStatus;
 use crate::error::Error;
 use crate::fill;
-use crate::request::ObjectRequest;
 use crate::App;
 use futures_util::StreamExt;
-use http::{header, Method};
+
 use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -178,19 +177,7 @@ pub fn warm(app: Arc<App>, url: String) -> futures_util::future::BoxFuture<'stat
 /// Fetches one URL into the cache, as a GET would.
 async fn prefetch_one(app: &Arc<App>, url: &str) -> PathState {
     let outcome: Result<&'static str, Error> = async {
-        let (host, path, query) = crate::purge::split_url(url)?;
-        let host = host.unwrap_or_else(|| app.default_host());
-        let uri: http::Uri = match &query {
-            Some(q) => format!("{path}?{q}"),
-            None => path,
-        }
-        .parse()
-        .map_err(|_| Error::InvalidArgument(format!("bad prefetch path {url:?}")))?;
-        let mut headers = http::HeaderMap::new();
-        if let Ok(h) = http::HeaderValue::from_str(&host) {
-            headers.insert(header::HOST, h);
-        }
-        let object = ObjectRequest::parse(&Method::GET, &uri, &headers, &app.chains)?;
+        let object = crate::purge::url_request(app, url, None)?;
         match fill::serve_object(app, &object).await? {
             fill::Served::Entry(_, status) => Ok(status.as_str()),
             fill::Served::Stream { .. } => Ok(CacheStatus::Bypass.as_str()),

@@ -10,7 +10,7 @@
 use crate::cache::key::CacheKey;
 use crate::cache::PurgeTarget;
 use crate::error::Error;
-use crate::request::{normalize_path, process_param};
+use crate::request::{normalize_path, process_param, ObjectRequest};
 use crate::url::{escape_path, parse_host, query_pairs};
 use crate::App;
 use http::{header, HeaderMap};
@@ -180,6 +180,31 @@ pub fn parse_purge(app: &App, content_type: &str, body: &[u8], query: Option<&st
             Ok(PurgeTask { target, remove })
         })
         .collect()
+}
+
+/// The GET that an admin-given URL (a full URL, or an absolute path served under the
+/// public listener's address) stands for: prefetch and `/explain` key and fill exactly
+/// as a client's GET would. `accept` is passed on for auto-format negotiation.
+///
+/// # Errors
+/// 400 for a malformed URL or chain.
+pub fn url_request(app: &App, url: &str, accept: Option<&http::HeaderValue>) -> Result<ObjectRequest, Error> {
+    let (host, path, query) = split_url(url)?;
+    let host = host.unwrap_or_else(|| app.default_host());
+    let uri: http::Uri = match &query {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
+    }
+    .parse()
+    .map_err(|_| Error::InvalidArgument(format!("bad URL {url:?}")))?;
+    let mut headers = HeaderMap::new();
+    if let Ok(h) = http::HeaderValue::from_str(&host) {
+        headers.insert(header::HOST, h);
+    }
+    if let Some(accept) = accept {
+        headers.insert(header::ACCEPT, accept.clone());
+    }
+    ObjectRequest::parse(&http::Method::GET, &uri, &headers, &app.chains)
 }
 
 /// Splits a full URL or absolute path into (host, path, query).

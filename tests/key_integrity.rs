@@ -2,19 +2,9 @@
 //! an entry; an escaped `?` in an object name is not a query; `%2F` is `/` as in OSS
 //! (driven with the real oss2 SDK).
 
-use crate::common::server::{start_with, TestServer};
+use crate::common::server::{start_with, tmp_origin, TestServer};
 use http::StatusCode;
 use std::path::{Path, PathBuf};
-
-fn tmp_origin(files: &[(&str, &[u8])]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for (name, bytes) in files {
-        let path = dir.path().join(name);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, bytes).unwrap();
-    }
-    dir
-}
 
 /// Sends raw request bytes on a fresh connection; returns (status, whole response text).
 async fn raw(s: &TestServer, request: &[u8]) -> (u16, String) {

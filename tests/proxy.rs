@@ -1,20 +1,10 @@
 //! Issue 2: the edge proxy core on the folder origin, end to end over HTTP.
 
-use crate::common::server::{fixtures, start, start_with};
+use crate::common::server::{fixtures, start, start_with, tmp_origin};
 use http::{Method, StatusCode};
 use imgedge::config::{TtlRule, TtlRuleKind};
 use serde_json::json;
 use std::time::Duration;
-
-fn tmp_origin(files: &[(&str, &[u8])]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for (name, bytes) in files {
-        let path = dir.path().join(name);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, bytes).unwrap();
-    }
-    dir
-}
 
 // --- 1. objects ---
 

@@ -42,6 +42,17 @@ impl TestResponse {
     }
 }
 
+/// A folder origin in a temporary directory holding `files` (`name` may have folders).
+pub fn tmp_origin(files: &[(&str, &[u8])]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, bytes) in files {
+        let path = dir.path().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+    dir
+}
+
 /// Path of the repository's fixtures folder.
 pub fn fixtures() -> String {
     concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures").to_owned()
