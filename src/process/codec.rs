@@ -118,7 +118,7 @@ pub(crate) fn probe(src: &[u8], limits: &Limits) -> Result<Probe, ProcessError> 
 /// item 16b) is a bug in the decoder, not in the request: the source cannot be decoded,
 /// which is a 4xx. The worker pool would catch the panic too, but as a 500; catching it
 /// here keeps the status honest and the panic text in the log detail only.
-fn guard_decoder<T>(f: impl FnOnce() -> Result<T, ProcessError>) -> Result<T, ProcessError> {
+pub(crate) fn guard_decoder<T>(f: impl FnOnce() -> Result<T, ProcessError>) -> Result<T, ProcessError> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|payload| {
         let why = payload
             .downcast_ref::<&str>()
@@ -137,6 +137,9 @@ fn probe_unguarded(src: &[u8], limits: &Limits) -> Result<Probe, ProcessError> {
         ));
     }
     let format = sniff(src).ok_or_else(unsupported)?;
+    if format == Format::Png {
+        check_png_palette(src)?;
+    }
     let mut meta = match format {
         Format::Jpg => probe_jpeg(src)?,
         _ => probe_other(src, format)?,
@@ -146,6 +149,27 @@ fn probe_unguarded(src: &[u8], limits: &Limits) -> Result<Probe, ProcessError> {
     }
     check_source(&meta, format, limits)?;
     Ok(Probe { format, meta })
+}
+
+/// Refuses a `PLTE` chunk that is not 1 to 256 RGB triples before any decoder sees it:
+/// png 0.18.1 panics expanding such a palette (issue 15 item 16b). [`guard_decoder`]
+/// catches that panic in the server, but a fuzzing build aborts on any panic, and a
+/// refusal here is cheaper than an unwind. Walks chunk headers up to the first `IDAT`
+/// (the palette must come before it); a truncated walk is left to the decoder.
+fn check_png_palette(src: &[u8]) -> Result<(), ProcessError> {
+    let mut at = 8; // the signature
+    while let Some(header) = src.get(at..at + 8) {
+        let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        match &header[4..8] {
+            b"PLTE" if len == 0 || len % 3 != 0 || len > 256 * 3 => {
+                return Err(corrupt(format!("PLTE chunk of {len} bytes is not 1 to 256 RGB entries")))
+            }
+            b"IDAT" | b"IEND" => return Ok(()),
+            _ => {}
+        }
+        at = at.saturating_add(12).saturating_add(len); // length, type, data, CRC
+    }
+    Ok(())
 }
 
 fn check_source(meta: &Meta, format: Format, limits: &Limits) -> Result<(), ProcessError> {
