@@ -36,4 +36,5 @@ mod overload;
 mod proxy;
 mod remote;
 mod ssrf;
+mod style_urls;
 mod watermark;
