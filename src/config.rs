@@ -31,6 +31,11 @@ pub struct Config {
     pub workers: WorkersConfig,
     /// Named processing styles: name → `image/...` chain.
     pub styles: Styles,
+    /// OSS style delimiters: each character (any of `-`, `_`, `/`, `!`) makes
+    /// `<key><char><style>` mean `<key>?x-oss-process=style/<style>` when `<style>` is
+    /// configured (`request::split_style_suffix`); `!` also takes OSS's `@!` spelling.
+    /// Default empty: off, every path is an object key.
+    pub style_delimiters: String,
     /// Output formats chosen from the client's `Accept` when a chain has no `format`
     /// (`["webp"]`, `["webp", "avif"]`; AVIF wins where both are accepted); empty = off.
     pub auto_format: Vec<String>,
@@ -69,6 +74,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             workers: WorkersConfig::default(),
             styles: Styles::default(),
+            style_delimiters: String::new(),
             auto_format: Vec::new(),
             access_log: true,
             sites: Vec::new(),
@@ -473,6 +479,16 @@ impl Config {
                 return Err(format!("cache.ttl_rules[{i}].value must start with '/'"));
             }
         }
+        for (i, c) in self.style_delimiters.char_indices() {
+            if !STYLE_DELIMITERS.contains(c) {
+                return Err(format!(
+                    "style_delimiters: {c:?} is not a style delimiter (use any of {STYLE_DELIMITERS:?}, as OSS offers them)"
+                ));
+            }
+            if self.style_delimiters[..i].contains(c) {
+                return Err(format!("style_delimiters: {c:?} is listed twice"));
+            }
+        }
         for f in &self.auto_format {
             match f.as_str() {
                 "webp" | "avif" => {}
@@ -534,6 +550,9 @@ impl Config {
         Duration::from_millis(self.request_timeout_ms)
     }
 }
+
+/// The characters OSS offers as style delimiters (spec §1.1).
+pub const STYLE_DELIMITERS: &str = "-_/!";
 
 /// Parses a size such as `512MiB`, `64MB`, `1G`, `4096` (bytes).
 ///

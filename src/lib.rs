@@ -98,7 +98,8 @@ impl App {
         let decoded = process::DecodedCache::new(config.cache.decoded_size);
         let decode_budget =
             budget::MemoryBudget::new(config.limits.decode_memory).map(|b| b.with_max_waiting(config.workers.queue));
-        let chains = process::ChainMemo::new(config.styles.clone(), limits.clone(), CHAIN_MEMO_ENTRIES);
+        let chains = process::ChainMemo::new(config.styles.clone(), limits.clone(), CHAIN_MEMO_ENTRIES)
+            .with_style_delimiters(&config.style_delimiters);
         let request_seed =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
                 ^ u64::from(std::process::id());

@@ -1,6 +1,5 @@
 //! The `imgedge` binary: command line → Config → logging → runtime → `imgedge::serve`.
 
-use anyhow::{bail, Context};
 use clap::Parser;
 use imgedge::config::{parse_size, TtlRule};
 use imgedge::origin::{Origin, OriginCredentials};
@@ -71,24 +70,147 @@ struct Cli {
     check_config: bool,
 }
 
+/// A start-up failure: the one line `main` prints after `imgedge: `, and the exit code
+/// (2: the configuration is wrong, 1: the run failed).
+#[derive(Debug)]
+struct Fail {
+    code: u8,
+    message: String,
+}
+
+impl Fail {
+    /// The configuration is wrong: exit 2.
+    fn config(message: impl Into<String>) -> Fail {
+        Fail { code: 2, message: message.into() }
+    }
+
+    /// Something failed at run time: exit 1.
+    fn runtime(message: impl Into<String>) -> Fail {
+        Fail { code: 1, message: message.into() }
+    }
+}
+
+/// Where each configuration value came from, so an error can name what to change.
+struct Sources {
+    /// The config file, if one was given.
+    file: Option<PathBuf>,
+    /// Dotted key paths the file sets.
+    file_keys: std::collections::HashSet<String>,
+    /// `(variable, dotted path)` of the `IMGEDGE_*` variables applied.
+    env: Vec<(String, String)>,
+    /// Long flags given on the command line (`--origin`).
+    flags: Vec<&'static str>,
+}
+
+impl Sources {
+    /// "--origin", "IMGEDGE_ORIGIN", "origin in the config file x.toml" or "the default;
+    /// set --origin, IMGEDGE_ORIGIN or origin in the config file", for the key `path`
+    /// (dotted) whose flag is `flag`.
+    fn of(&self, path: &str, flag: Option<&'static str>) -> String {
+        if let Some(flag) = flag.filter(|f| self.flags.contains(f)) {
+            return flag.to_owned();
+        }
+        if let Some((var, _)) = self.env.iter().find(|(_, p)| p == path) {
+            return format!("from {var}");
+        }
+        if self.file_keys.contains(path) {
+            let file = self.file.as_ref().map_or_else(String::new, |f| format!(" {}", f.display()));
+            return format!("{path} in the config file{file}");
+        }
+        let var = format!("{}{}", imgedge::config_env::PREFIX, path.replace('.', "_").to_uppercase());
+        match flag {
+            Some(flag) => format!("the default; set {flag}, {var} or {path} in the config file"),
+            None => format!("the default; set {var} or {path} in the config file"),
+        }
+    }
+}
+
+/// Every dotted key path a TOML table sets (`cache.size`, `origin`).
+fn key_paths(table: &toml::Table, prefix: &str, out: &mut std::collections::HashSet<String>) {
+    for (name, value) in table {
+        let path = if prefix.is_empty() { name.clone() } else { format!("{prefix}.{name}") };
+        if let toml::Value::Table(inner) = value {
+            key_paths(inner, &path, out);
+        }
+        out.insert(path);
+    }
+}
+
+/// A TOML error as one line: its message and where (`line 3, column 7`).
+fn toml_error_line(e: &impl std::fmt::Display) -> String {
+    // toml's Display is several lines: a "TOML parse error at line L, column C" header,
+    // the source line with a caret, then the message. Keep the position and the message.
+    let text = e.to_string();
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines.next().unwrap_or_default();
+    let message = text.lines().map(str::trim).rfind(|l| !l.is_empty() && !l.starts_with('|') && !l.contains('^'));
+    match first.strip_prefix("TOML parse error at ") {
+        Some(position) => format!("{} ({position})", message.unwrap_or(first)),
+        None => text.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; "),
+    }
+}
+
 /// Defaults < config file < `IMGEDGE_*` environment < flags. Returns the config, whether
-/// only to check it, and the names of `IMGEDGE_*` variables that set nothing (warned
-/// about once logging is up).
-fn load_config(cli: Cli) -> anyhow::Result<(Config, bool, Vec<String>)> {
+/// only to check it, the names of `IMGEDGE_*` variables that set nothing (warned
+/// about once logging is up) and where the values came from.
+fn load_config(cli: Cli) -> Result<(Config, bool, Vec<String>, Sources), Fail> {
     let check_only = cli.check_config;
     let health_check = cli.health_check;
-    let (mut table, source) = match &cli.config {
+    let mut sources =
+        Sources { file: cli.config.clone(), file_keys: Default::default(), env: Vec::new(), flags: Vec::new() };
+    let mut table = match &cli.config {
         Some(path) => {
-            let text =
-                std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
-            let table = text.parse::<toml::Table>().with_context(|| format!("config file {}", path.display()))?;
-            (table, format!("config file {}", path.display()))
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                Fail::config(format!(
+                    "config file {} (--config) cannot be read: {e}. Check the path and its permissions",
+                    path.display()
+                ))
+            })?;
+            let table = text.parse::<toml::Table>().map_err(|e| {
+                Fail::config(format!(
+                    "config file {} is not valid TOML: {}. Fix that line",
+                    path.display(),
+                    toml_error_line(&e)
+                ))
+            })?;
+            // Deserialised from the text once more, for an error that names its line (the
+            // table built below has lost the positions).
+            if let Err(e) = toml::from_str::<Config>(&text) {
+                return Err(Fail::config(format!(
+                    "config file {} has a bad value: {}. Fix that line",
+                    path.display(),
+                    toml_error_line(&e)
+                )));
+            }
+            key_paths(&table, "", &mut sources.file_keys);
+            table
         }
-        None => (toml::Table::new(), "configuration".to_owned()),
+        None => toml::Table::new(),
     };
-    let env = imgedge::config_env::overlay::<Config>(&mut table, std::env::vars())
-        .map_err(|why| anyhow::anyhow!("environment variable {}{why}", imgedge::config_env::PREFIX))?;
-    let mut config: Config = toml::Value::Table(table).try_into().with_context(|| source)?;
+    let env = imgedge::config_env::overlay::<Config>(&mut table, std::env::vars()).map_err(|why| {
+        Fail::config(format!(
+            "environment variable {}{why}. Change or unset that variable",
+            imgedge::config_env::PREFIX
+        ))
+    })?;
+    sources.env.clone_from(&env.applied);
+    let mut config: Config = toml::Value::Table(table).try_into().map_err(|e| {
+        // The file alone deserialised above: the variables broke it.
+        Fail::config(format!(
+            "an {}* variable has a bad value: {}. Fix that variable",
+            imgedge::config_env::PREFIX,
+            toml_error_line(&e)
+        ))
+    })?;
+    let flag = |given: bool, name: &'static str, flags: &mut Vec<&'static str>| {
+        if given {
+            flags.push(name);
+        }
+    };
+    flag(cli.listen.is_some(), "--listen", &mut sources.flags);
+    flag(cli.admin_listen.is_some(), "--admin-listen", &mut sources.flags);
+    flag(cli.origin.is_some(), "--origin", &mut sources.flags);
+    flag(cli.fonts_dir.is_some(), "--fonts-dir", &mut sources.flags);
     if let Some(v) = cli.listen {
         config.listen = v;
     }
@@ -112,8 +234,8 @@ fn load_config(cli: Cli) -> anyhow::Result<(Config, bool, Vec<String>)> {
     }
     // Secrets stay out of the command line: AccessKey pairs come from the file or here.
     if let Ok(keys) = std::env::var("IMGEDGE_ADMIN_ACCESS_KEYS") {
-        config.admin.access_keys =
-            imgedge::config::AdminConfig::parse_access_keys(&keys).map_err(|e| anyhow::anyhow!(e))?;
+        config.admin.access_keys = imgedge::config::AdminConfig::parse_access_keys(&keys)
+            .map_err(|e| Fail::config(format!("IMGEDGE_ADMIN_ACCESS_KEYS: {e}. Use id:secret[,id:secret]")))?;
     }
     if !cli.ttl_rules.is_empty() {
         config.cache.ttl_rules = cli.ttl_rules;
@@ -134,12 +256,75 @@ fn load_config(cli: Cli) -> anyhow::Result<(Config, bool, Vec<String>)> {
         config.workers.threads = v;
     }
     if let Err(msg) = config.validate() {
-        bail!("invalid configuration: {msg}");
+        let place = match &sources.file {
+            Some(f) => {
+                format!("in {} or the flag or {}* variable that sets it", f.display(), imgedge::config_env::PREFIX)
+            }
+            None => format!("with its flag, {}* variable or config file key", imgedge::config_env::PREFIX),
+        };
+        return Err(Fail::config(format!("invalid configuration: {msg}. Change it {place}")));
     }
     if health_check {
         std::process::exit(i32::from(!admin_is_healthy(config.admin_listen)));
     }
-    Ok((config, check_only, env.unknown))
+    Ok((config, check_only, env.unknown, sources))
+}
+
+/// Opens the origin, or says which value to change and why it does not work.
+fn open_origin(config: &Config, credentials: &OriginCredentials, sources: &Sources) -> Result<Origin, Fail> {
+    let spec = &config.origin;
+    let from = sources.of("origin", Some("--origin"));
+    if !spec.contains("://") {
+        let path = std::path::Path::new(spec);
+        if !path.exists() {
+            return Err(Fail::config(format!(
+                "origin folder {spec:?} ({from}) does not exist. Name an existing folder, or an oss://, s3:// or http(s):// origin"
+            )));
+        }
+        if !path.is_dir() {
+            return Err(Fail::config(format!("origin {spec:?} ({from}) is not a folder. Name a folder of images")));
+        }
+    }
+    Origin::from_spec_with(spec, credentials, &config.origin_client.to_origin_config()).map_err(|e| {
+        let why = e.to_string();
+        let why = why.strip_prefix("origin configuration: ").unwrap_or(&why);
+        Fail::config(format!(
+            "origin {spec:?} ({from}) cannot be used: {why}. Use a folder, \
+             oss://BUCKET?endpoint=...&region=..., s3://BUCKET?endpoint=...&region=... or http(s)://host/prefix"
+        ))
+    })
+}
+
+/// Binds a listener, or says which value to change.
+async fn bind(
+    addr: SocketAddr,
+    key: &str,
+    flag: &'static str,
+    sources: &Sources,
+) -> Result<tokio::net::TcpListener, Fail> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        let from = sources.of(key, Some(flag));
+        let (why, fix) = match e.kind() {
+            std::io::ErrorKind::AddrInUse => {
+                ("address in use", format!("stop the other server or choose another {flag}"))
+            }
+            std::io::ErrorKind::PermissionDenied => (
+                "permission denied",
+                format!("use a port above 1023 or grant CAP_NET_BIND_SERVICE, or choose another {flag}"),
+            ),
+            std::io::ErrorKind::AddrNotAvailable => {
+                ("no such local address", format!("use an address of this machine in {flag}"))
+            }
+            _ => ("cannot listen", format!("choose another {flag}")),
+        };
+        let detail = if matches!(e.kind(), std::io::ErrorKind::AddrInUse | std::io::ErrorKind::PermissionDenied) {
+            String::new()
+        } else {
+            format!(" ({e})")
+        };
+        let source = if from == flag { String::new() } else { format!(" ({from})") };
+        Fail::config(format!("binding {flag} {addr}{source}: {why}{detail}; {fix}"))
+    })
 }
 
 /// `GET /healthz` on the admin listener (an unspecified bind address is reached on
@@ -198,13 +383,27 @@ fn cap_malloc_arenas() {
     }
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     cap_malloc_arenas();
-    let (config, check_only, unknown_env) = load_config(Cli::parse())?;
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(fail) => {
+            // One line for a person: what is wrong, why, what to change. No error chain,
+            // no backtrace (RUST_BACKTRACE is for panics, not for a wrong path).
+            eprintln!("imgedge: {}", fail.message);
+            std::process::ExitCode::from(fail.code)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Fail> {
+    let (config, check_only, unknown_env, sources) = load_config(cli)?;
     let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     if !config.access_log {
-        filter = filter.add_directive("imgedge::access=off".parse()?);
+        if let Ok(off) = "imgedge::access=off".parse() {
+            filter = filter.add_directive(off);
+        }
     }
     tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -214,8 +413,7 @@ fn main() -> anyhow::Result<()> {
         tracing::warn!(variable = %name, "{name} names no configuration key; it is ignored");
     }
     let credentials = config.credentials.to_origin_credentials().unwrap_or_else(OriginCredentials::from_env);
-    let origin = Origin::from_spec_with(&config.origin, &credentials, &config.origin_client.to_origin_config())
-        .context("--origin")?;
+    let origin = open_origin(&config, &credentials, &sources)?;
     let unsigned = match config.origin.split_once("://").map(|(scheme, _)| scheme) {
         Some("oss") => credentials.oss.is_none().then_some("ALIBABA_CLOUD_ACCESS_KEY_ID / _SECRET"),
         Some("s3") => credentials.aws.is_none().then_some("AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY"),
@@ -230,32 +428,40 @@ fn main() -> anyhow::Result<()> {
     }
     // Fonts load once; a missing or broken file stops start-up here, not a request.
     let fonts = match &config.fonts_dir {
-        Some(dir) => imgedge::process::Fonts::load_dir(dir)
-            .with_context(|| format!("loading watermark fonts from fonts_dir {}", dir.display()))?,
-        None => imgedge::process::Fonts::embedded().context("the embedded watermark fonts")?,
+        Some(dir) => imgedge::process::Fonts::load_dir(dir).map_err(|e| {
+            Fail::config(format!(
+                "watermark fonts in {} ({}) cannot be loaded: {e}. Put the four font files there or unset fonts_dir",
+                dir.display(),
+                sources.of("fonts_dir", Some("--fonts-dir"))
+            ))
+        })?,
+        None => imgedge::process::Fonts::embedded()
+            .map_err(|e| Fail::runtime(format!("the embedded watermark fonts are broken: {e}. Rebuild imgedge")))?,
     };
     let fonts = Arc::new(fonts);
     if check_only {
         println!("configuration OK: origin {}", origin.describe());
         return Ok(());
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Fail::runtime(format!("starting the runtime: {e}. Check the process limits (threads, files)")))?;
     runtime.block_on(async move {
-        let public = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("binding --listen {}", config.listen))?;
-        let admin = tokio::net::TcpListener::bind(config.admin_listen)
-            .await
-            .with_context(|| format!("binding --admin-listen {}", config.admin_listen))?;
+        let public = bind(config.listen, "listen", "--listen", &sources).await?;
+        let admin = bind(config.admin_listen, "admin_listen", "--admin-listen", &sources).await?;
+        let local = |l: &tokio::net::TcpListener| l.local_addr().map(|a| a.to_string()).unwrap_or_default();
         // Log the bound addresses (port 0 picks one), so scripts and tests can find them.
         tracing::info!(
-            listen = %public.local_addr()?,
-            admin = %admin.local_addr()?,
+            listen = %local(&public),
+            admin = %local(&admin),
             origin = %origin.describe(),
             "imgedge serving"
         );
         let app = Arc::new(App::new(config, origin).with_fonts(fonts));
-        imgedge::serve(public, admin, app, shutdown_signal()).await?;
+        imgedge::serve(public, admin, app, shutdown_signal())
+            .await
+            .map_err(|e| Fail::runtime(format!("serving stopped: {e}")))?;
         tracing::info!("stopped");
         Ok(())
     })

@@ -85,12 +85,24 @@ impl ObjectRequest {
             Method::HEAD => true,
             _ => return Err(Error::MethodNotAllowed("GET, HEAD, OPTIONS")),
         };
-        let path = normalize_path(uri.path())?;
+        let mut path = normalize_path(uri.path())?;
         let query = uri.query().map(str::to_owned);
-        let chain = match encoded_process_param(query.as_deref()) {
+        let mut chain = match encoded_process_param(query.as_deref()) {
             Some(value) => Some(chains.parse_encoded(value)?),
             None => None,
         };
+        if let Some((key_end, style)) =
+            split_style_suffix(&path, chains.style_delimiters(), |name| chains.has_style(name))
+        {
+            if chain.is_some() {
+                // Two chains for one request: which the client meant is a guess.
+                return Err(Error::InvalidArgument("a style in the path and x-oss-process together".into()));
+            }
+            // Parsed as `style/<name>`, so the canonical chain (and the cache key) is the
+            // one `?x-oss-process=style/<name>` gives.
+            chain = Some(chains.parse(&format!("style/{style}"))?);
+            path.truncate(key_end);
+        }
         let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
         Ok(ObjectRequest {
             head,
@@ -211,6 +223,49 @@ pub fn normalize_path(raw: &str) -> Result<String, Error> {
     crate::url::normalize_path(raw).map_err(Error::InvalidKey)
 }
 
+/// OSS style URLs (spec §1.1, §4.18): with style delimiters configured, a decoded
+/// object path `<key><delimiter><style>` names `<key>` processed by the configured style
+/// `<style>`. Returns where the object path ends and the style name, or `None` when the
+/// path is an object key as it stands.
+///
+/// The rule, exactly:
+/// - delimiters are tried in the order `-`, `_`, `/`, `!` (the spec's [decision]; only
+///   those in `delimiters`); the first that gives a split wins;
+/// - for one delimiter, its occurrences are tried from the last one back, and the first
+///   whose right side is the name of a configured style (`is_style`) splits there;
+/// - the left side must stay a valid key: not empty, not ending in `/`;
+/// - for `!`, a left side ending in `@` (OSS's `a.jpg@!style` spelling) drops the `@`,
+///   unless that leaves nothing.
+///
+/// A suffix that names no configured style is not a split: the path stays the object
+/// key as named (so `photo-2024.jpg` is served with `-` as a delimiter and no style
+/// `2024.jpg`, and an unknown style answers as a missing object, 404 NoSuchKey). The
+/// spec does not say what OSS answers there; this keeps every key with a delimiter in
+/// its name reachable.
+pub fn split_style_suffix<'p>(
+    path: &'p str,
+    delimiters: &str,
+    is_style: impl Fn(&str) -> bool,
+) -> Option<(usize, &'p str)> {
+    if delimiters.is_empty() {
+        return None;
+    }
+    for delimiter in crate::config::STYLE_DELIMITERS.chars().filter(|c| delimiters.contains(*c)) {
+        for (at, _) in path.rmatch_indices(delimiter) {
+            let (left, style) = (&path[..at], &path[at + 1..]);
+            if left.len() <= 1 || left.ends_with('/') || !is_style(style) {
+                continue;
+            }
+            let key_end = match left.strip_suffix('@') {
+                Some(rest) if delimiter == '!' && rest.len() > 1 && !rest.ends_with('/') => rest.len(),
+                _ => left.len(),
+            };
+            return Some((key_end, style));
+        }
+    }
+    None
+}
+
 /// Parses a single `bytes=` range; multi-range and malformed values give None
 /// (the whole object is served, as RFC 9110 allows).
 pub fn parse_range(value: &str) -> Option<ByteRange> {
@@ -280,6 +335,36 @@ mod tests {
         assert!(accepts_webp("image/avif,image/webp,*/*"));
         assert!(!accepts_webp("*/*"));
         assert!(!accepts_webp("image/webp;q=0, */*"));
+    }
+
+    /// Issue 16 item 7: `<key><delimiter><style>` splits only on a configured
+    /// delimiter and a configured style.
+    #[test]
+    fn style_suffixes_split_on_configured_styles_only() {
+        let styles = |name: &str| matches!(name, "thumb" | "small" | "x-y" | "y");
+        let split = |path: &'static str, delims: &str| {
+            split_style_suffix(path, delims, styles).map(|(end, style)| (&path[..end], style))
+        };
+        assert_eq!(split("/a.jpg!thumb", "!"), Some(("/a.jpg", "thumb")));
+        assert_eq!(split("/a.jpg@!thumb", "!"), Some(("/a.jpg", "thumb")));
+        assert_eq!(split("/dir/a.jpg!thumb", "!"), Some(("/dir/a.jpg", "thumb")));
+        assert_eq!(split("/a.jpg!thumb", ""), None, "off by default");
+        assert_eq!(split("/a.jpg!thumb", "-"), None, "only configured delimiters");
+        assert_eq!(split("/a.jpg!nosuch", "!"), None, "an unknown style is the object as named");
+        assert_eq!(split("/photo-2024.jpg", "-"), None, "keys with a delimiter keep working");
+        assert_eq!(split("/photo-2024.jpg-small", "-"), Some(("/photo-2024.jpg", "small")));
+        // The last occurrence whose right side is a style: `x-y` is not tried before `y`.
+        assert_eq!(split("/a.jpg-x-y", "-"), Some(("/a.jpg-x", "y")));
+        assert_eq!(split("/a.jpg-x-z", "-"), None);
+        // Delimiters in the spec's order: `-` before `_` and `!`.
+        assert_eq!(split("/a.jpg_x-y", "_-"), Some(("/a.jpg_x", "y")));
+        assert_eq!(split("/a.jpg!x-y", "!"), Some(("/a.jpg", "x-y")));
+        assert_eq!(split("/a.jpg/thumb", "/"), Some(("/a.jpg", "thumb")));
+        // The key must stay a key.
+        assert_eq!(split("/!thumb", "!"), None);
+        assert_eq!(split("/dir/!thumb", "!"), None);
+        assert_eq!(split("/@!thumb", "!"), Some(("/@", "thumb")), "`@` alone is the key");
+        assert_eq!(split("/a.jpg@-thumb", "-"), Some(("/a.jpg@", "thumb")), "`@` is dropped for `!` only");
     }
 
     #[test]

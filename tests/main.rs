@@ -36,4 +36,6 @@ mod overload;
 mod proxy;
 mod remote;
 mod ssrf;
+mod startup_errors;
+mod style_urls;
 mod watermark;

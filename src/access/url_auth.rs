@@ -272,7 +272,7 @@ mod tests {
     use serde_json::Value;
 
     fn vectors() -> Vec<Value> {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/vectors/cdn-url-auth.json");
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/vectors/cdn-url-auth.json");
         let text = std::fs::read_to_string(path).expect("shared vectors present");
         let v: Value = serde_json::from_str(&text).unwrap();
         v["cases"].as_array().unwrap().clone()

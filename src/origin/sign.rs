@@ -7,7 +7,7 @@
 //! the intermediate strings (`string_to_sign`, `canonical_request`) so that a
 //! `SignatureDoesNotMatch` can be diagnosed by logging the local string next to the
 //! server's, and so the unit tests can check every vector in
-//! `../shared/vectors/oss-signatures.json` step by step.
+//! `fixtures/vectors/oss-signatures.json` (a copy of the shared vectors) step by step.
 //!
 //! Why hand-written rather than the reqsign crates: `reqsign-aliyun-oss` (3.1.5, read
 //! here) derives the bucket from the Host header, so a custom-domain (CNAME) origin
@@ -721,7 +721,7 @@ mod tests {
     use serde_json::Value;
 
     fn vectors() -> Value {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/vectors/oss-signatures.json");
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/vectors/oss-signatures.json");
         let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
         serde_json::from_str(&text).unwrap()
     }

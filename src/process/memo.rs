@@ -36,6 +36,10 @@ pub struct ChainMemo {
     capacity: usize,
     styles: Styles,
     limits: Limits,
+    /// The configured OSS style delimiters (`style_delimiters`), kept with the styles
+    /// they name so a path's style suffix and the style it expands to come from one
+    /// configuration.
+    delimiters: Box<str>,
 }
 
 impl std::fmt::Debug for ChainMemo {
@@ -52,7 +56,25 @@ impl ChainMemo {
     /// A memo for chains parsed with these styles and limits.
     pub fn new(styles: Styles, limits: Limits, capacity: u64) -> Self {
         let capacity = usize::try_from(capacity).unwrap_or(usize::MAX).max(1);
-        ChainMemo { parsed: RwLock::default(), capacity, styles, limits }
+        ChainMemo { parsed: RwLock::default(), capacity, styles, limits, delimiters: "".into() }
+    }
+
+    /// Turns on `<key><delimiter><style>` URLs for these delimiters (any of `-`, `_`,
+    /// `/`, `!`, validated by the config; empty: off).
+    #[must_use]
+    pub fn with_style_delimiters(mut self, delimiters: &str) -> Self {
+        self.delimiters = delimiters.into();
+        self
+    }
+
+    /// The configured style delimiters (empty: style URLs are off).
+    pub fn style_delimiters(&self) -> &str {
+        &self.delimiters
+    }
+
+    /// True when `name` is a configured style.
+    pub fn has_style(&self, name: &str) -> bool {
+        self.styles.contains_key(name)
     }
 
     /// Parses `value` (percent-decoded once), or returns the earlier parse.
