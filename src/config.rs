@@ -42,6 +42,8 @@ pub struct Config {
     /// One log line per request (target `imgedge::access`); off skips the formatting
     /// and the write on every hit.
     pub access_log: bool,
+    /// What the access log writes and how (`[log]`).
+    pub log: LogConfig,
     /// Sites (Host names) with their access rules; empty = every host, no rules.
     pub sites: Vec<crate::access::SiteConfig>,
     /// CORS for browsers (off until `allowed_origins` is set).
@@ -77,6 +79,7 @@ impl Default for Config {
             style_delimiters: String::new(),
             auto_format: Vec::new(),
             access_log: true,
+            log: LogConfig::default(),
             sites: Vec::new(),
             origin_client: OriginClientConfig::default(),
             cors: crate::cors::CorsConfig::default(),
@@ -87,6 +90,44 @@ impl Default for Config {
             fonts_dir: None,
         }
     }
+}
+
+/// Access log settings (`[log]`); `access_log = false` still turns the log off.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `"combined"` (default: nginx's combined line plus imgedge's fields) or `"json"`
+    /// (one JSON object per line).
+    pub format: LogFormat,
+    /// Which address the log names as the client: `"peer"` (default: the TCP peer) or
+    /// `"forwarded_for"` (the left-most `X-Forwarded-For` address, falling back to the
+    /// peer; only behind a trusted proxy, as `[sites.ip] source = "forwarded_for"`).
+    pub client_address: ClientAddress,
+    /// Also log the admin listener's probes (`/healthz`, `/metrics`); default false.
+    pub probes: bool,
+}
+
+/// Access log line format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// `$remote_addr - - [$time_local] "$request" $status $body_bytes_sent "$http_referer"
+    /// "$http_user_agent"` followed by `key=value` fields.
+    #[default]
+    Combined,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The address the access log names as the client.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAddress {
+    /// The TCP peer.
+    #[default]
+    Peer,
+    /// The left-most `X-Forwarded-For` address (the peer when absent or malformed).
+    ForwardedFor,
 }
 
 /// Response cache settings.

@@ -93,7 +93,13 @@ async fn lock_and_fill(app: &Arc<App>, req: &ObjectRequest, key: CacheKey, deadl
     for _ in 0..2 {
         match app.cache.lock(&key) {
             Locked::Write(permit, _guard) => {
-                let task = tokio::spawn(write(Arc::clone(app), req.clone(), key, permit, deadline));
+                let task = tokio::spawn(crate::origin_clock::carry(write(
+                    Arc::clone(app),
+                    req.clone(),
+                    key,
+                    permit,
+                    deadline,
+                )));
                 // Dropping `_guard` (this client left) cancels the fill if nobody else waits.
                 return match tokio::time::timeout_at(until, task).await {
                     Ok(Ok(served)) => served,
@@ -203,7 +209,7 @@ async fn fill(
     app.stats.origin_fetch();
     let started = Instant::now();
     let fetched = app.origin.fetch(&fetch).await;
-    app.stats.origin_latency(started.elapsed(), fetched.is_err());
+    app.stats.origin_result(started.elapsed(), &fetched);
     let now = SystemTime::now();
     let object = match fetched {
         Ok(Fetched::NotModified(mut meta)) => {
@@ -444,7 +450,7 @@ async fn fetch_watermarks(app: &Arc<App>, pipeline: &process::Pipeline) -> Resul
         app.stats.origin_fetch();
         let started = Instant::now();
         let fetched = app.origin.fetch(&fetch).await;
-        app.stats.origin_latency(started.elapsed(), fetched.is_err());
+        app.stats.origin_result(started.elapsed(), &fetched);
         let bytes = match fetched {
             Ok(Fetched::Object(object)) => match object.body {
                 OriginBody::Full(bytes) => bytes,

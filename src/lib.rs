@@ -11,6 +11,7 @@
 //! returns what decodes freed to the kernel once decoding goes quiet.
 
 pub mod access;
+pub mod access_log;
 pub mod budget;
 pub mod cache;
 pub mod cdn_api;
@@ -23,7 +24,9 @@ pub mod explain;
 pub mod fill;
 pub mod memory;
 pub mod origin;
+pub mod origin_clock;
 pub mod prefetch;
+pub mod proc_stats;
 pub mod process;
 pub mod purge;
 pub mod request;

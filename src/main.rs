@@ -383,6 +383,25 @@ fn cap_malloc_arenas() {
     }
 }
 
+/// Two outputs on stdout: the server's events as usual, and the access log's lines
+/// bare (no timestamp, level or target: the line carries its own, as nginx's does).
+/// `RUST_LOG` and `access_log = false` filter both.
+fn init_logging(filter: tracing_subscriber::EnvFilter) {
+    use tracing_subscriber::filter::filter_fn;
+    use tracing_subscriber::prelude::*;
+    let access = imgedge::access_log::TARGET;
+    let events = tracing_subscriber::fmt::layer()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .with_filter(filter_fn(move |m| m.target() != access));
+    let lines = tracing_subscriber::fmt::layer()
+        .without_time()
+        .with_level(false)
+        .with_target(false)
+        .with_ansi(false)
+        .with_filter(filter_fn(move |m| m.target() == access));
+    tracing_subscriber::registry().with(filter).with(events).with(lines).init();
+}
+
 fn main() -> std::process::ExitCode {
     cap_malloc_arenas();
     match run(Cli::parse()) {
@@ -405,10 +424,7 @@ fn run(cli: Cli) -> Result<(), Fail> {
             filter = filter.add_directive(off);
         }
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .init();
+    init_logging(filter);
     for name in &unknown_env {
         tracing::warn!(variable = %name, "{name} names no configuration key; it is ignored");
     }

@@ -153,6 +153,7 @@ fn connection_builder(cfg: &crate::config::HttpConfig) -> auto::Builder<TokioExe
 
 async fn handle(app: Arc<App>, which: Listener, peer: SocketAddr, req: Request<Incoming>) -> Response<ResponseBody> {
     let started = Instant::now();
+    let arrived = std::time::SystemTime::now();
     let request_id = app.next_request_id();
     let cors = match which {
         Listener::Public => app.config.cors.response_headers(req.headers()),
@@ -165,17 +166,20 @@ async fn handle(app: Arc<App>, which: Listener, peer: SocketAddr, req: Request<I
     // public side only needs the head (GET/HEAD), and sets its deadline where it can
     // wait (`fill::serve_object`); the admin side reads its body, so it keeps a copy
     // of the head instead (admin calls are rare).
-    let (result, head) = match which {
-        Listener::Public => {
-            let (head, _body) = req.into_parts();
-            (public(&app, &head, peer, started).await, head)
+    let ((result, head), origin_time) = crate::origin_clock::measure(async {
+        match which {
+            Listener::Public => {
+                let (head, _body) = req.into_parts();
+                (public(&app, &head, peer, started).await, head)
+            }
+            Listener::Admin => {
+                let head = copy_head(&req);
+                let result = tokio::time::timeout(app.config.request_timeout(), admin(&app, req)).await;
+                (result.unwrap_or(Err(Error::Timeout)), head)
+            }
         }
-        Listener::Admin => {
-            let head = copy_head(&req);
-            let result = tokio::time::timeout(app.config.request_timeout(), admin(&app, req)).await;
-            (result.unwrap_or(Err(Error::Timeout)), head)
-        }
-    };
+    })
+    .await;
     let mut response = match result {
         Ok(r) => r,
         // CDN API calls (admin `/`) get the API's JSON errors.
@@ -193,20 +197,28 @@ async fn handle(app: Arc<App>, which: Listener, peer: SocketAddr, req: Request<I
     let header_str = |name: header::HeaderName| response.headers().get(name).and_then(|v| v.to_str().ok());
     // The cache status travels as a value (set by `respond`), not as header text.
     let cache_status = response.extensions().get::<crate::cache::CacheStatus>().copied();
-    let cache = cache_status.map_or("-", crate::cache::CacheStatus::as_str);
-    let bytes = header_str(header::CONTENT_LENGTH).unwrap_or("-");
-    app.stats.record_request(response.status().as_u16(), cache_status, bytes.parse().unwrap_or(0));
-    // The query is left out of the log on purpose: it may carry signatures and tokens.
-    tracing::info!(
-        target: "imgedge::access",
-        request_id = %request_id.as_str(),
-        method = %head.method,
-        path = %head.uri.path(),
-        status = response.status().as_u16(),
-        bytes = %bytes,
-        cache = %cache,
-        ms = started.elapsed().as_secs_f64() * 1000.0,
-    );
+    let length = header_str(header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
+    let bytes = if head.method == Method::HEAD { Some(0) } else { length };
+    let took = started.elapsed();
+    // Load balancers' and scrapers' probes would drown the figures and the log.
+    let probe = matches!(which, Listener::Admin) && matches!(head.uri.path(), "/healthz" | "/metrics");
+    if !probe {
+        app.stats.record_request(response.status().as_u16(), cache_status, bytes.unwrap_or(0), took);
+    }
+    if app.config.access_log && (!probe || app.config.log.probes) {
+        let record = crate::access_log::Record {
+            time: arrived,
+            head: &head,
+            peer: peer.ip(),
+            status: response.status().as_u16(),
+            bytes,
+            duration: took,
+            cache: cache_status.map(crate::cache::CacheStatus::as_str),
+            origin: origin_time,
+            request_id: request_id.as_str(),
+        };
+        tracing::info!(target: "imgedge::access", "{}", record.line(&app.config.log));
+    }
     response
 }
 

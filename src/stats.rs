@@ -5,7 +5,7 @@
 //! are read at scrape time instead of being mirrored on every request.
 
 use crate::cache::CacheStatus;
-use crate::origin::BodyStream;
+use crate::origin::{BodyStream, OriginError};
 use futures_util::StreamExt;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -21,6 +21,12 @@ use std::time::Duration;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     status: u16,
+    cache: &'static str,
+}
+
+/// Labels of the request-duration histogram.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CacheLabels {
     cache: &'static str,
 }
 
@@ -40,11 +46,13 @@ struct LookupLabels {
 pub struct Stats {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
+    request_seconds: Family<CacheLabels, Histogram, fn() -> Histogram>,
     bytes_served: Counter,
     hits: Counter,
     lookups: Counter,
     origin_fetches: Counter,
     origin_errors: Counter,
+    origin_not_found: Counter,
     origin_latency: Histogram,
     stage_seconds: Family<StageLabels, Histogram, fn() -> Histogram>,
     decoded_sources: Family<LookupLabels, Counter>,
@@ -75,6 +83,13 @@ impl Default for Stats {
         let mut registry = Registry::with_prefix("imgedge");
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register("requests", "Requests answered, by status and cache status", requests.clone());
+        let request_seconds =
+            Family::<CacheLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+        registry.register(
+            "request_duration_seconds",
+            "Time from a request's arrival to its response head, by cache status (none: not an object answer)",
+            request_seconds.clone(),
+        );
         let bytes_served = Counter::default();
         registry.register("served_bytes", "Body bytes sent to clients", bytes_served.clone());
         let hits = Counter::default();
@@ -84,7 +99,17 @@ impl Default for Stats {
         let origin_fetches = Counter::default();
         registry.register("origin_requests", "Requests sent to the origin", origin_fetches.clone());
         let origin_errors = Counter::default();
-        registry.register("origin_errors", "Origin requests that failed", origin_errors.clone());
+        registry.register(
+            "origin_errors",
+            "Origin requests that failed (not counting 404s: see origin_not_found)",
+            origin_errors.clone(),
+        );
+        let origin_not_found = Counter::default();
+        registry.register(
+            "origin_not_found",
+            "Origin requests answered 404 (the object does not exist; not an origin failure)",
+            origin_not_found.clone(),
+        );
         let origin_latency = latency_histogram();
         registry.register("origin_latency_seconds", "Origin request latency", origin_latency.clone());
         let stage_seconds =
@@ -127,11 +152,13 @@ impl Default for Stats {
         Stats {
             registry,
             requests,
+            request_seconds,
             bytes_served,
             hits,
             lookups,
             origin_fetches,
             origin_errors,
+            origin_not_found,
             origin_latency,
             stage_seconds,
             decoded_sources,
@@ -150,10 +177,12 @@ impl Default for Stats {
 
 impl Stats {
     /// Counts one answered request; `cache` is how the cache answered (None: not an
-    /// object request, or an error).
-    pub fn record_request(&self, status: u16, cache: Option<CacheStatus>, bytes: u64) {
+    /// object request, or an error); `took` is its time to the response head. The
+    /// admin listener's probes are not counted (server.rs leaves them out).
+    pub fn record_request(&self, status: u16, cache: Option<CacheStatus>, bytes: u64, took: Duration) {
         let label = cache.map_or("none", CacheStatus::label);
         self.requests.get_or_create(&RequestLabels { status, cache: label }).inc();
+        self.request_seconds.get_or_create(&CacheLabels { cache: label }).observe(took.as_secs_f64());
         self.bytes_served.inc_by(bytes);
         if let Some(cache) = cache {
             self.lookups.inc();
@@ -168,11 +197,20 @@ impl Stats {
         self.origin_fetches.inc();
     }
 
-    /// Records an origin request's latency and outcome.
-    pub fn origin_latency(&self, took: Duration, failed: bool) {
+    /// Records an origin request's latency and outcome: a 404 is the origin's answer
+    /// (the object does not exist), counted apart from failures. The time also goes to
+    /// the current request's origin clock (its access log line).
+    pub fn origin_result<T>(&self, took: Duration, result: &Result<T, OriginError>) {
         self.origin_latency.observe(took.as_secs_f64());
-        if failed {
-            self.origin_errors.inc();
+        crate::origin_clock::add(took);
+        match result {
+            Ok(_) => {}
+            Err(OriginError::NotFound) => {
+                self.origin_not_found.inc();
+            }
+            Err(_) => {
+                self.origin_errors.inc();
+            }
         }
     }
 
@@ -242,8 +280,9 @@ impl Stats {
         let lookups = self.lookups.get();
         let ratio = if lookups == 0 { 0.0 } else { self.hits.get() as f64 / lookups as f64 };
         let body = out.trim_end_matches("# EOF\n");
+        let process = crate::proc_stats::render();
         format!(
-            "{body}# HELP imgedge_cache_hit_ratio Share of cache lookups answered from cache since start.\n# TYPE imgedge_cache_hit_ratio gauge\nimgedge_cache_hit_ratio {ratio}\n# EOF\n"
+            "{body}# HELP imgedge_cache_hit_ratio Share of cache lookups answered from cache since start.\n# TYPE imgedge_cache_hit_ratio gauge\nimgedge_cache_hit_ratio {ratio}\n{process}# EOF\n"
         )
     }
 }

@@ -9,6 +9,7 @@
 //! origin client) on ephemeral ports and talks HTTP to it. One module per area.
 
 mod access;
+mod access_log;
 mod auto_format;
 mod bad_input;
 mod binary;

@@ -62,6 +62,12 @@ fn host_matches(entry: &str, host: &str) -> bool {
     host == entry || host.strip_suffix(entry.as_str()).is_some_and(|p| p.ends_with('.'))
 }
 
+/// The left-most address of an `X-Forwarded-For` value (the client as the first proxy
+/// saw it), if it parses; the access log reads the client the same way.
+pub fn first_forwarded_for(value: Option<&str>) -> Option<IpAddr> {
+    value.and_then(|h| h.split(',').next()).and_then(|a| a.trim().parse::<IpAddr>().ok())
+}
+
 /// Which client address an IP rule checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -128,7 +134,7 @@ impl IpMatcher {
 
     /// True when the request may pass.
     pub fn allows(&self, peer: IpAddr, forwarded_for: Option<&str>) -> bool {
-        let xff = forwarded_for.and_then(|h| h.split(',').next()).and_then(|a| a.trim().parse::<IpAddr>().ok());
+        let xff = first_forwarded_for(forwarded_for);
         let candidates: Vec<IpAddr> = match self.source {
             IpSource::Peer => vec![peer],
             // Without a usable header the peer is the client.
