@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 /// On-the-fly image processing edge proxy: a caching CDN node plus an
 /// OSS-compatible `x-oss-process` image service. Flags override the config file.
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(name = "imgedge", version)]
 struct Cli {
     /// TOML config file (every flag has a key there; flags win).
@@ -198,18 +198,64 @@ fn cap_malloc_arenas() {
     }
 }
 
+/// The log filter: `RUST_LOG` (default `info`), with the access log off when configured.
+fn log_filter(access_log: bool) -> anyhow::Result<tracing_subscriber::EnvFilter> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    Ok(if access_log { filter } else { filter.add_directive("imgedge::access=off".parse()?) })
+}
+
+/// Swaps the log filter in place (a reload turning the access log on or off).
+type LogSwitch = tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
+
+/// SIGHUP: re-read the config file and environment (flags still win) and apply what can
+/// change live (see `imgedge::live`). A config that does not parse or validate is
+/// refused with one error line and the running one stays; restart-only keys that
+/// differ get one warning line and keep their old values.
+#[cfg(unix)]
+async fn reload_on_hangup(mut hangups: tokio::signal::unix::Signal, cli: Cli, app: Arc<App>, log: LogSwitch) {
+    while hangups.recv().await.is_some() {
+        // The file is small; reading it on the reactor for one signal is fine.
+        let applied = load_config(cli.clone()).and_then(|(config, _, _)| {
+            let fixed = app.reload(&config).map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+            Ok((config, fixed))
+        });
+        match applied {
+            Err(e) => {
+                // One line: TOML errors span several (source excerpt, caret).
+                let why = format!("{e:#}");
+                let why: Vec<&str> = why.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+                tracing::error!("reload refused, the running configuration stays: {}", why.join(" "));
+            }
+            Ok((config, fixed)) => {
+                if let Err(e) = log_filter(config.access_log).map(|f| log.reload(f)) {
+                    tracing::warn!("reload: the log filter was not changed: {e:#}");
+                }
+                if !fixed.is_empty() {
+                    tracing::warn!(
+                        "reload: {} changed but take effect only at restart; the running values stay",
+                        fixed.join(", ")
+                    );
+                }
+                tracing::info!("configuration reloaded");
+            }
+        }
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     cap_malloc_arenas();
-    let (config, check_only, unknown_env) = load_config(Cli::parse())?;
-    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    if !config.access_log {
-        filter = filter.add_directive("imgedge::access=off".parse()?);
+    let cli = Cli::parse();
+    let (config, check_only, unknown_env) = load_config(cli.clone())?;
+    let (filter, log_switch) = tracing_subscriber::reload::Layer::new(log_filter(config.access_log)?);
+    {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        use tracing_subscriber::util::SubscriberInitExt as _;
+        tracing_subscriber::registry()
+            .with(filter)
+            .with(tracing_subscriber::fmt::layer().with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout())))
+            .init();
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .init();
     for name in &unknown_env {
         tracing::warn!(variable = %name, "{name} names no configuration key; it is ignored");
     }
@@ -247,6 +293,11 @@ fn main() -> anyhow::Result<()> {
         let admin = tokio::net::TcpListener::bind(config.admin_listen)
             .await
             .with_context(|| format!("binding --admin-listen {}", config.admin_listen))?;
+        // SIGHUP is caught from here on (before the "serving" line scripts wait for), so
+        // a reload signal never kills the process.
+        #[cfg(unix)]
+        let hangups =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).context("listening for SIGHUP")?;
         // Log the bound addresses (port 0 picks one), so scripts and tests can find them.
         tracing::info!(
             listen = %public.local_addr()?,
@@ -255,6 +306,10 @@ fn main() -> anyhow::Result<()> {
             "imgedge serving"
         );
         let app = Arc::new(App::new(config, origin).with_fonts(fonts));
+        #[cfg(unix)]
+        tokio::spawn(reload_on_hangup(hangups, cli, Arc::clone(&app), log_switch));
+        #[cfg(not(unix))]
+        let _ = (cli, log_switch);
         imgedge::serve(public, admin, app, shutdown_signal()).await?;
         tracing::info!("stopped");
         Ok(())

@@ -34,6 +34,7 @@ mod origin_budget;
 mod origins;
 mod overload;
 mod proxy;
+mod reload;
 mod remote;
 mod ssrf;
 mod watermark;

@@ -55,6 +55,11 @@ impl ChainMemo {
         ChainMemo { parsed: RwLock::default(), capacity, styles, limits }
     }
 
+    /// The styles chains are parsed with.
+    pub fn styles(&self) -> &Styles {
+        &self.styles
+    }
+
     /// Parses `value` (percent-decoded once), or returns the earlier parse.
     ///
     /// # Errors
