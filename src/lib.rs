@@ -50,7 +50,9 @@ use workers::Workers;
 /// Shared state of a running server.
 #[derive(Debug)]
 pub struct App {
-    /// The validated configuration.
+    /// The validated configuration as started. The keys a reload changes (TTL rules,
+    /// styles, sites, purge token, AccessKeys, access log) are read from
+    /// [`App::live`] instead; their values here are the start-up ones.
     pub config: Config,
     /// Where originals come from.
     pub origin: Origin,
