@@ -219,3 +219,24 @@ fn sighup_keeps_the_process_and_switches_the_access_log() {
     sigterm(&child);
     assert!(child.wait().unwrap().success());
 }
+
+/// Sites and their access rules are live too: a deny rule added by a reload refuses the
+/// next request, and removing it serves again.
+#[test]
+fn a_reload_changes_the_access_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("imgedge.toml");
+    write_config(&cfg, "");
+    let (mut child, addr, _admin, rx) = spawn(&["--config", cfg.to_str().unwrap()], &[]);
+    assert!(get(&addr, "/hello.txt").starts_with("HTTP/1.1 200"));
+    write_config(&cfg, "[[sites]]\nhosts = [\"t\"]\nip = { mode = \"deny\", networks = [\"127.0.0.0/8\"] }\n");
+    hangup(&child);
+    lines_until(&rx, "configuration reloaded");
+    assert!(get(&addr, "/hello.txt").starts_with("HTTP/1.1 403"));
+    write_config(&cfg, "");
+    hangup(&child);
+    lines_until(&rx, "configuration reloaded");
+    assert!(get(&addr, "/hello.txt").starts_with("HTTP/1.1 200"));
+    sigterm(&child);
+    assert!(child.wait().unwrap().success());
+}
