@@ -33,7 +33,7 @@ fn in_process(c: &mut Criterion) {
     let mut headers = HeaderMap::new();
     headers.insert(http::header::HOST, "media.example.com".parse().unwrap());
     let serve = |app: &Arc<App>| {
-        let req = ObjectRequest::parse(&Method::GET, &uri, &headers, &app.chains).unwrap();
+        let req = ObjectRequest::parse(&Method::GET, &uri, &headers, &app.live().chains).unwrap();
         let served = rt.block_on(fill::serve_object(app, &req)).unwrap();
         respond::respond(app, &req, served, Instant::now()).unwrap()
     };

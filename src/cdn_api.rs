@@ -40,21 +40,21 @@ pub type Warm = fn(Arc<App>, String) -> BoxFuture<'static, serde_json::Value>;
 /// The API's state: signature verifier, task registry, prefetch slots.
 #[derive(Debug)]
 pub struct CdnApi {
-    /// Checks signatures and nonces.
-    pub verifier: sign::Verifier,
     /// Recent tasks and today's quota use.
     pub tasks: tasks::Registry,
     push_slots: Arc<tokio::sync::Semaphore>,
 }
 
+impl Default for CdnApi {
+    fn default() -> CdnApi {
+        CdnApi::new()
+    }
+}
+
 impl CdnApi {
-    /// State for these admin settings.
-    pub fn new(config: &crate::config::AdminConfig) -> CdnApi {
-        CdnApi {
-            verifier: sign::Verifier::new(&config.access_keys),
-            tasks: tasks::Registry::default(),
-            push_slots: Arc::new(tokio::sync::Semaphore::new(PUSH_JOBS)),
-        }
+    /// Empty state (the AccessKey pairs are live settings: [`crate::live::Live`]).
+    pub fn new() -> CdnApi {
+        CdnApi { tasks: tasks::Registry::default(), push_slots: Arc::new(tokio::sync::Semaphore::new(PUSH_JOBS)) }
     }
 }
 
@@ -114,7 +114,7 @@ pub async fn handle(
         headers: &head.headers,
         body: &body,
     };
-    app.cdn_api.verifier.verify(&call, now)?;
+    app.live().verifier.verify(&call, now)?;
     let header = |name: &str| head.headers.get(name).and_then(|v| v.to_str().ok());
     // Action and Version come from where the call's scheme signs them: ACS3 in the
     // x-acs-* headers, RPC v1 in the parameters (an unsigned header must not pick it).

@@ -219,7 +219,7 @@ async fn fill(
             // A 304 may repeat only some headers; the stored copy supplies the rest.
             meta.etag = meta.etag.or_else(|| stale.origin_etag.clone());
             meta.last_modified = meta.last_modified.or(stale.last_modified);
-            let ttl = app.ttl.for_object(&req.path, &meta, now);
+            let ttl = app.live().ttl.for_object(&req.path, &meta, now);
             let entry = Arc::new(stale.refreshed(ttl.unwrap_or_default()));
             return Ok(Filled::Entry {
                 entry,
@@ -230,7 +230,7 @@ async fn fill(
         }
         Ok(Fetched::Object(object)) => object,
         Err(OriginError::NotFound) => {
-            return match app.ttl.for_not_found() {
+            return match app.live().ttl.for_not_found() {
                 Some(ttl) => Ok(Filled::Entry {
                     entry: Arc::new(Entry::new(
                         key.clone(),
@@ -284,7 +284,7 @@ async fn fill(
             return Ok(Filled::Stream(Served::Stream { meta, stream, range: None, content_type }));
         }
     };
-    let ttl = app.ttl.for_object(&req.path, &meta, now);
+    let ttl = app.live().ttl.for_object(&req.path, &meta, now);
     let entry = match req.pipeline() {
         Some(pipeline) => {
             let output = process_source_until(app, pipeline, bytes, deadline, waiters).await?;

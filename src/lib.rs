@@ -22,6 +22,7 @@ pub mod encoding;
 pub mod error;
 pub mod explain;
 pub mod fill;
+pub mod live;
 pub mod memory;
 pub mod origin;
 pub mod origin_clock;
@@ -40,7 +41,6 @@ pub use config::Config;
 pub use error::{Error, Result};
 pub use server::serve;
 
-use cache::ttl::TtlPolicy;
 use cache::Cache;
 use origin::Origin;
 use process::Limits;
@@ -53,27 +53,26 @@ use workers::Workers;
 /// Shared state of a running server.
 #[derive(Debug)]
 pub struct App {
-    /// The validated configuration.
+    /// The validated configuration as started. The keys a reload changes (TTL rules,
+    /// styles, sites, purge token, AccessKeys, access log) are read from
+    /// [`App::live`] instead; their values here are the start-up ones.
     pub config: Config,
     /// Where originals come from.
     pub origin: Origin,
     /// The response cache.
     pub cache: Cache,
-    /// TTL decisions.
-    pub ttl: TtlPolicy,
     /// The CPU gate.
     pub workers: Workers,
     /// Processing limits.
     pub limits: Limits,
     /// Counters.
     pub stats: Stats,
-    /// Site selection and access rules.
-    pub access: access::Access,
+    /// The settings a reload changes ([`live`]): load once per request with
+    /// [`App::live`].
+    live: live::LiveCell,
     /// Watermark fonts, loaded once at start-up ([`App::with_fonts`]); without them a
     /// text watermark answers 500.
     pub fonts: Option<std::sync::Arc<process::Fonts>>,
-    /// Parsed `x-oss-process` chains by raw value.
-    pub chains: process::ChainMemo,
     /// Decoded-source cache (`None` when `cache.decoded_size` is 0).
     pub decoded: Option<process::DecodedCache>,
     /// Prefetch tasks and their per-path status.
@@ -88,33 +87,25 @@ pub struct App {
     task_seq: AtomicU64,
 }
 
-/// Distinct `x-oss-process` values whose parse is kept (a few hundred bytes each).
-const CHAIN_MEMO_ENTRIES: u64 = 10_000;
-
 impl App {
     /// Builds the state from a validated config and an origin.
     pub fn new(config: Config, origin: Origin) -> App {
         let cache = Cache::new(config.cache.size, Duration::from_millis(config.cache.lock_timeout_ms));
-        let ttl = TtlPolicy::new(&config.cache);
         let workers = Workers::new(config.workers.effective_threads(), config.workers.queue);
         let limits = config.limits.to_limits();
         let decoded = process::DecodedCache::new(config.cache.decoded_size);
         let decode_budget =
             budget::MemoryBudget::new(config.limits.decode_memory).map(|b| b.with_max_waiting(config.workers.queue));
-        let chains = process::ChainMemo::new(config.styles.clone(), limits.clone(), CHAIN_MEMO_ENTRIES)
-            .with_style_delimiters(&config.style_delimiters);
         let request_seed =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
                 ^ u64::from(std::process::id());
-        // validate() already compiled the sites once, so this cannot fail here.
-        let access = access::Access::new(&config.sites).unwrap_or_default();
+        let live = live::Live::new(&config, &limits);
         App {
-            cdn_api: cdn_api::CdnApi::new(&config.admin),
-            access,
+            cdn_api: cdn_api::CdnApi::new(),
+            live: live::LiveCell::from_pointee(live),
             config,
             origin,
             cache,
-            ttl,
             workers,
             limits,
             stats: Stats::default(),
@@ -122,7 +113,6 @@ impl App {
             decoded,
             prefetch: prefetch::Tasks::default(),
             decode_budget,
-            chains,
             default_host: OnceLock::new(),
             request_seq: AtomicU64::new(0),
             request_seed,
@@ -134,6 +124,24 @@ impl App {
     pub fn with_fonts(mut self, fonts: std::sync::Arc<process::Fonts>) -> App {
         self.fonts = Some(fonts);
         self
+    }
+
+    /// The current live settings: load once per request and use that snapshot
+    /// throughout, so a reload mid-request is not half seen.
+    pub fn live(&self) -> arc_swap::Guard<std::sync::Arc<live::Live>> {
+        self.live.load()
+    }
+
+    /// Applies a reloaded, validated config: the live settings are swapped in at once
+    /// (requests already running keep theirs). Returns the restart-only keys that
+    /// differ from the running config; they keep their old values.
+    ///
+    /// # Errors
+    /// The new config's sites do not compile; nothing changes.
+    pub fn reload(&self, config: &Config) -> Result<Vec<&'static str>, String> {
+        let next = self.live.load().next(config, &self.limits)?;
+        self.live.store(std::sync::Arc::new(next));
+        Ok(live::restart_only_changes(&self.config, config))
     }
 
     /// A new 24-hex-digit request id, as OSS uses.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 /// On-the-fly image processing edge proxy: a caching CDN node plus an
 /// OSS-compatible `x-oss-process` image service. Flags override the config file.
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(name = "imgedge", version)]
 struct Cli {
     /// TOML config file (every flag has a key there; flags win).
@@ -383,12 +383,26 @@ fn cap_malloc_arenas() {
     }
 }
 
+/// The log filter: `RUST_LOG` (default `info`), with the access log off when configured.
+fn log_filter(access_log: bool) -> tracing_subscriber::EnvFilter {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    match (access_log, "imgedge::access=off".parse()) {
+        (false, Ok(off)) => filter.add_directive(off),
+        _ => filter,
+    }
+}
+
+/// Swaps the log filter in place (a reload turning the access log on or off).
+type LogSwitch = tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
+
 /// Two outputs on stdout: the server's events as usual, and the access log's lines
 /// bare (no timestamp, level or target: the line carries its own, as nginx's does).
-/// `RUST_LOG` and `access_log = false` filter both.
-fn init_logging(filter: tracing_subscriber::EnvFilter) {
+/// `RUST_LOG` and `access_log = false` filter both, through a filter a reload can swap.
+fn init_logging(access_log: bool) -> LogSwitch {
     use tracing_subscriber::filter::filter_fn;
     use tracing_subscriber::prelude::*;
+    let (filter, switch) = tracing_subscriber::reload::Layer::new(log_filter(access_log));
     let access = imgedge::access_log::TARGET;
     let events = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
@@ -400,6 +414,41 @@ fn init_logging(filter: tracing_subscriber::EnvFilter) {
         .with_ansi(false)
         .with_filter(filter_fn(move |m| m.target() == access));
     tracing_subscriber::registry().with(filter).with(events).with(lines).init();
+    switch
+}
+
+/// SIGHUP: re-read the config file and environment (flags still win) and apply what can
+/// change live (see `imgedge::live`). A config that does not parse or validate is
+/// refused with one error line and the running one stays; restart-only keys that
+/// differ get one warning line and keep their old values.
+#[cfg(unix)]
+async fn reload_on_hangup(mut hangups: tokio::signal::unix::Signal, cli: Cli, app: Arc<App>, log: LogSwitch) {
+    while hangups.recv().await.is_some() {
+        // The file is small; reading it on the reactor for one signal is fine.
+        let applied = load_config(cli.clone()).map_err(|fail| fail.message).and_then(|(config, ..)| {
+            let fixed = app.reload(&config).map_err(|e| format!("invalid configuration: {e}"))?;
+            Ok((config, fixed))
+        });
+        match applied {
+            Err(why) => {
+                // One line: TOML errors span several (source excerpt, caret).
+                let why: Vec<&str> = why.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+                tracing::error!("reload refused, the running configuration stays: {}", why.join(" "));
+            }
+            Ok((config, fixed)) => {
+                if let Err(e) = log.reload(log_filter(config.access_log)) {
+                    tracing::warn!("reload: the log filter was not changed: {e}");
+                }
+                if !fixed.is_empty() {
+                    tracing::warn!(
+                        "reload: {} changed but take effect only at restart; the running values stay",
+                        fixed.join(", ")
+                    );
+                }
+                tracing::info!("configuration reloaded");
+            }
+        }
+    }
 }
 
 fn main() -> std::process::ExitCode {
@@ -416,15 +465,8 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(cli: Cli) -> Result<(), Fail> {
-    let (config, check_only, unknown_env, sources) = load_config(cli)?;
-    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    if !config.access_log {
-        if let Ok(off) = "imgedge::access=off".parse() {
-            filter = filter.add_directive(off);
-        }
-    }
-    init_logging(filter);
+    let (config, check_only, unknown_env, sources) = load_config(cli.clone())?;
+    let log_switch = init_logging(config.access_log);
     for name in &unknown_env {
         tracing::warn!(variable = %name, "{name} names no configuration key; it is ignored");
     }
@@ -467,6 +509,11 @@ fn run(cli: Cli) -> Result<(), Fail> {
         let public = bind(config.listen, "listen", "--listen", &sources).await?;
         let admin = bind(config.admin_listen, "admin_listen", "--admin-listen", &sources).await?;
         let local = |l: &tokio::net::TcpListener| l.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        // SIGHUP is caught from here on (before the "serving" line scripts wait for), so
+        // a reload signal never kills the process.
+        #[cfg(unix)]
+        let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .map_err(|e| Fail::runtime(format!("listening for SIGHUP: {e}")))?;
         // Log the bound addresses (port 0 picks one), so scripts and tests can find them.
         tracing::info!(
             listen = %local(&public),
@@ -475,6 +522,10 @@ fn run(cli: Cli) -> Result<(), Fail> {
             "imgedge serving"
         );
         let app = Arc::new(App::new(config, origin).with_fonts(fonts));
+        #[cfg(unix)]
+        tokio::spawn(reload_on_hangup(hangups, cli, Arc::clone(&app), log_switch));
+        #[cfg(not(unix))]
+        let _ = (cli, log_switch);
         imgedge::serve(public, admin, app, shutdown_signal())
             .await
             .map_err(|e| Fail::runtime(format!("serving stopped: {e}")))?;

@@ -86,7 +86,8 @@ struct JsonPrefetch {
 /// # Errors
 /// `Unauthorized` when it is missing or wrong.
 pub fn authorize(app: &App, headers: &HeaderMap) -> Result<(), Error> {
-    let Some(token) = app.config.purge_token.as_deref() else {
+    let live = app.live();
+    let Some(token) = live.purge_token.as_deref() else {
         return Ok(());
     };
     let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer_token).unwrap_or("");
@@ -204,7 +205,7 @@ pub fn url_request(app: &App, url: &str, accept: Option<&http::HeaderValue>) -> 
     if let Some(accept) = accept {
         headers.insert(header::ACCEPT, accept.clone());
     }
-    ObjectRequest::parse(&http::Method::GET, &uri, &headers, &app.chains)
+    ObjectRequest::parse(&http::Method::GET, &uri, &headers, &app.live().chains)
 }
 
 /// Splits a full URL or absolute path into (host, path, query).
@@ -249,7 +250,7 @@ fn path_target(app: &App, kind: PurgeKind, url: &str) -> Result<PurgeTarget, Err
     // File: the same key function as GET, with the pipeline canonicalised.
     let process = match process_param(query.as_deref()) {
         Some(v) => Some(
-            crate::process::parse(&v, &app.config.styles, &app.limits)
+            crate::process::parse(&v, app.live().chains.styles(), &app.limits)
                 .map_err(|e| malformed(&format!("x-oss-process: {}", e.message())))?
                 .canonical(),
         ),

@@ -205,7 +205,7 @@ async fn handle(app: Arc<App>, which: Listener, peer: SocketAddr, req: Request<I
     if !probe {
         app.stats.record_request(response.status().as_u16(), cache_status, bytes.unwrap_or(0), took);
     }
-    if app.config.access_log && (!probe || app.config.log.probes) {
+    if app.live().access_log && (!probe || app.config.log.probes) {
         let record = crate::access_log::Record {
             time: arrived,
             head: &head,
@@ -254,7 +254,10 @@ async fn public(
     // Validated before anything reads it (access, key): a bad Host is a 400.
     let host = crate::request::request_host(parts.version, &parts.uri, &parts.headers, || app.default_host())?;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let admitted = app.access.admit(RequestParts {
+    // One snapshot of the live settings for admission and parsing (one atomic load;
+    // a reload meanwhile is not half seen), released before the first await.
+    let live = app.live();
+    let admitted = live.access.admit(RequestParts {
         host: &host,
         path: parts.uri.path(),
         query: parts.uri.query(),
@@ -274,7 +277,8 @@ async fn public(
         ),
     };
     let uri = rewritten.as_ref().unwrap_or(&parts.uri);
-    let mut object = ObjectRequest::parse_with_host(&parts.method, uri, host, &parts.headers, &app.chains)?;
+    let mut object = ObjectRequest::parse_with_host(&parts.method, uri, host, &parts.headers, &live.chains)?;
+    drop(live);
     object.negotiate_format(app.config.auto_webp(), app.config.auto_avif());
     // One deadline from the request's arrival covers the lock wait, fetch and processing.
     let served = fill::serve_object_until(app, &object, started + app.config.request_timeout()).await?;

@@ -214,7 +214,7 @@ async fn the_cache_status_travels_as_a_response_extension() {
         let uri: http::Uri = "/hello.txt".parse().unwrap();
         let mut headers = http::HeaderMap::new();
         headers.insert(http::header::HOST, s.addr.to_string().parse().unwrap());
-        let req = imgedge::request::ObjectRequest::parse(&Method::GET, &uri, &headers, &s.app.chains).unwrap();
+        let req = imgedge::request::ObjectRequest::parse(&Method::GET, &uri, &headers, &s.app.live().chains).unwrap();
         let served = imgedge::fill::serve_object(&s.app, &req).await.unwrap();
         let imgedge::fill::Served::Entry(entry, status) = served else { panic!("streamed") };
         assert_eq!(status, CacheStatus::Hit);

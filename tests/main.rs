@@ -35,6 +35,7 @@ mod origin_budget;
 mod origins;
 mod overload;
 mod proxy;
+mod reload;
 mod remote;
 mod ssrf;
 mod startup_errors;

@@ -30,7 +30,7 @@ use http::{HeaderMap, Method, StatusCode};
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use subtle::ConstantTimeEq;
 
 /// Accepted distance between a call's timestamp and the server clock, as the API's.
@@ -61,7 +61,9 @@ pub struct SignedCall<'a> {
 /// Checks signatures and remembers nonces.
 pub struct Verifier {
     keys: HashMap<String, String>,
-    nonces: Mutex<Nonces>,
+    /// Shared with the verifiers of later config generations ([`Verifier::with_keys`]):
+    /// a reload must not let a nonce be used again.
+    nonces: Arc<Mutex<Nonces>>,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -80,10 +82,20 @@ struct Nonces {
 impl Verifier {
     /// A verifier for these pairs (empty: every signed call is refused).
     pub fn new(keys: &[AccessKeyConfig]) -> Verifier {
+        Verifier { keys: keys.iter().map(|k| (k.id.clone(), k.secret.clone())).collect(), nonces: Arc::default() }
+    }
+
+    /// A verifier for new pairs that remembers the nonces this one has seen (a reload).
+    pub fn with_keys(&self, keys: &[AccessKeyConfig]) -> Verifier {
         Verifier {
             keys: keys.iter().map(|k| (k.id.clone(), k.secret.clone())).collect(),
-            nonces: Mutex::new(Nonces::default()),
+            nonces: Arc::clone(&self.nonces),
         }
+    }
+
+    /// True when both check nonces against the same store.
+    pub fn shares_nonces_with(&self, other: &Verifier) -> bool {
+        Arc::ptr_eq(&self.nonces, &other.nonces)
     }
 
     /// True when at least one AccessKey pair is configured.

@@ -77,6 +77,11 @@ impl ChainMemo {
         self.styles.contains_key(name)
     }
 
+    /// The styles chains are parsed with.
+    pub fn styles(&self) -> &Styles {
+        &self.styles
+    }
+
     /// Parses `value` (percent-decoded once), or returns the earlier parse.
     ///
     /// # Errors
