@@ -6,7 +6,7 @@
 use crate::error::Error;
 use crate::origin::ByteRange;
 use crate::process::{ChainMemo, ParsedChain, Pipeline};
-use crate::url::{decode_component, query_tokens, PROCESS_PARAM};
+use crate::url::{decode_component, encoded_process_param};
 use http::{header, HeaderMap, Method, Uri, Version};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -164,11 +164,6 @@ pub fn list_accepts(list: &str, token: &str) -> bool {
 /// OSS ignores `X-Oss-Process`.
 pub fn process_param(query: Option<&str>) -> Option<String> {
     encoded_process_param(query).map(|value| decode_component(value).into_owned())
-}
-
-/// The `x-oss-process` value as it stands in the query (still percent-encoded).
-pub fn encoded_process_param(query: Option<&str>) -> Option<&str> {
-    query_tokens(query?).filter(|(name, _)| name == PROCESS_PARAM).last().map(|(_, value)| value)
 }
 
 /// The host a request names, validated and canonical ([`crate::url::parse_host`]).

@@ -254,6 +254,12 @@ pub fn escape_path(path: &str) -> String {
 
 const HEX: &[u8; 16] = b"0123456789ABCDEF";
 
+/// The `x-oss-process` value as it stands in the query (still percent-encoded); the
+/// last one wins, as in the request parser and URL auth alike.
+pub fn encoded_process_param(query: Option<&str>) -> Option<&str> {
+    query_tokens(query?).filter(|(name, _)| name == PROCESS_PARAM).last().map(|(_, value)| value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

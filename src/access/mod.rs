@@ -127,7 +127,7 @@ impl Access {
         let Some(auth) = &site.config.url_auth else {
             return Ok(None);
         };
-        let processing = crate::request::encoded_process_param(req.query).is_some();
+        let processing = crate::url::encoded_process_param(req.query).is_some();
         match auth.verify(req.path, req.query, req.now) {
             Ok(v) => Ok(Some(Admitted { path: v.path, query: v.query })),
             Err(url_auth::AuthFailure::Missing) if auth.only_processing && !processing => Ok(None),

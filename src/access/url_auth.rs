@@ -133,7 +133,7 @@ impl UrlAuthConfig {
     /// `x-oss-process` value of the remaining query when `sign_process` is on (the
     /// same occurrence `request.rs` will process).
     fn subject(&self, path: &str, rest: Option<&str>) -> String {
-        match crate::request::encoded_process_param(rest).filter(|_| self.sign_process) {
+        match crate::url::encoded_process_param(rest).filter(|_| self.sign_process) {
             Some(process) => format!("{path}?x-oss-process={process}"),
             None => path.to_owned(),
         }
