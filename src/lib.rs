@@ -15,6 +15,7 @@ pub mod access_log;
 pub mod budget;
 pub mod cache;
 pub mod cdn_api;
+pub mod civil;
 pub mod config;
 pub mod config_env;
 pub mod cors;
