@@ -40,6 +40,8 @@ pub struct Record<'a> {
     pub origin: Duration,
     /// The `x-oss-request-id` sent back.
     pub request_id: &'a str,
+    /// `http` or `https`: how the request arrived.
+    pub scheme: &'a str,
 }
 
 impl Record<'_> {
@@ -81,7 +83,7 @@ impl Record<'_> {
 
     /// `$remote_addr - - [$time_local] "$request" $status $body_bytes_sent
     /// "$http_referer" "$http_user_agent"`, then `host="..." request_time=s
-    /// origin_time=s cache="..." request_id=...`.
+    /// origin_time=s cache="..." request_id=... scheme=http|https`.
     fn combined(&self, source: ClientAddress) -> String {
         let request = format!("{} {} {:?}", self.head.method, self.target(), self.head.version);
         let mut line = format!(
@@ -96,12 +98,13 @@ impl Record<'_> {
         );
         let _ = write!(
             line,
-            " host=\"{}\" request_time={:.3} origin_time={:.3} cache=\"{}\" request_id={}",
+            " host=\"{}\" request_time={:.3} origin_time={:.3} cache=\"{}\" request_id={} scheme={}",
             escape(self.host().unwrap_or("-")),
             self.duration.as_secs_f64(),
             self.origin.as_secs_f64(),
             self.cache.unwrap_or("-"),
             self.request_id,
+            self.scheme,
         );
         line
     }
@@ -120,6 +123,7 @@ impl Record<'_> {
             "origin_time": round_ms(self.origin),
             "cache": self.cache,
             "request_id": self.request_id,
+            "scheme": self.scheme,
             "referer": self.header(http::header::REFERER),
             "user_agent": self.header(http::header::USER_AGENT),
         })
@@ -244,11 +248,12 @@ mod tests {
             cache: Some("MISS TCP_MISS"),
             origin: Duration::from_millis(7),
             request_id: "RID1",
+            scheme: "https",
         };
         let mut config = LogConfig::default();
         assert_eq!(
             r.line(&config),
-            "10.0.0.1 - - [06/Dec/2026:02:40:07 +0000] \"GET /a.jpg?auth_key=REDACTED&w=1 HTTP/1.1\" 200 42 \"https://r/\\\"x\" \"UA/1\" host=\"img.example\" request_time=0.012 origin_time=0.007 cache=\"MISS TCP_MISS\" request_id=RID1"
+            "10.0.0.1 - - [06/Dec/2026:02:40:07 +0000] \"GET /a.jpg?auth_key=REDACTED&w=1 HTTP/1.1\" 200 42 \"https://r/\\\"x\" \"UA/1\" host=\"img.example\" request_time=0.012 origin_time=0.007 cache=\"MISS TCP_MISS\" request_id=RID1 scheme=https"
         );
         config.format = LogFormat::Json;
         config.client_address = ClientAddress::ForwardedFor;
@@ -262,6 +267,7 @@ mod tests {
         assert_eq!(v["origin_time"], 0.007);
         assert_eq!(v["cache"], "MISS TCP_MISS");
         assert_eq!(v["request_id"], "RID1");
+        assert_eq!(v["scheme"], "https");
         assert_eq!(v["referer"], "https://r/\"x");
         assert_eq!(v["user_agent"], "UA/1");
         assert_eq!(v["time"], "2026-12-06T02:40:07.000Z");

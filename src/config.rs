@@ -62,6 +62,8 @@ pub struct Config {
     /// (`process::fonts::FACES`: the same four file names), loaded once at start-up;
     /// relative paths are from the working directory. Default: the embedded fonts.
     pub fonts_dir: Option<std::path::PathBuf>,
+    /// The HTTPS listener, its certificates and ACME (`[tls]`; off by default).
+    pub tls: crate::tls::TlsConfig,
 }
 
 impl Default for Config {
@@ -88,6 +90,7 @@ impl Default for Config {
             request_timeout_ms: 30_000,
             shutdown_grace_ms: 10_000,
             fonts_dir: None,
+            tls: crate::tls::TlsConfig::default(),
         }
     }
 }
@@ -559,6 +562,7 @@ impl Config {
             ));
         }
         crate::access::Access::new(&self.sites)?;
+        self.tls.validate()?;
         let mut ids = std::collections::HashSet::new();
         for (i, key) in self.admin.access_keys.iter().enumerate() {
             if key.id.is_empty() || key.secret.is_empty() {

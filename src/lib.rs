@@ -35,12 +35,13 @@ pub mod request;
 pub mod respond;
 pub mod server;
 pub mod stats;
+pub mod tls;
 pub mod url;
 pub mod workers;
 
 pub use config::Config;
 pub use error::{Error, Result};
-pub use server::serve;
+pub use server::{serve, serve_with_tls};
 
 use cache::Cache;
 use origin::Origin;

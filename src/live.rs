@@ -110,6 +110,15 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     check("request_timeout_ms", old.request_timeout_ms != new.request_timeout_ms);
     check("shutdown_grace_ms", old.shutdown_grace_ms != new.shutdown_grace_ms);
     check("fonts_dir", old.fonts_dir != new.fonts_dir);
+    // The certificate files are re-read on reload (`tls::Tls::reload`); the listener,
+    // its policies and ACME are fixed.
+    let (a, b) = (&old.tls, &new.tls);
+    check("tls.listen", a.listen != b.listen);
+    check("tls.only", a.only != b.only);
+    check("tls.unknown_sni", a.unknown_sni != b.unknown_sni);
+    check("tls.handshake_timeout_ms", a.handshake_timeout_ms != b.handshake_timeout_ms);
+    check("tls.cache_key_scheme", a.cache_key_scheme != b.cache_key_scheme);
+    check("tls.acme", a.acme != b.acme);
     changed
 }
 

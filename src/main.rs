@@ -68,6 +68,35 @@ struct Cli {
     /// Validate the configuration (file, flags, origin spelling) and exit.
     #[arg(long)]
     check_config: bool,
+    /// HTTPS listener address (config `tls.listen`); off by default.
+    #[arg(long, value_name = "ADDR")]
+    tls_listen: Option<SocketAddr>,
+    /// Default certificate chain for HTTPS, PEM (`tls.cert`).
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// Private key of --tls-cert, PEM; RSA or ECDSA (`tls.key`).
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// Serve HTTPS only, without the plain HTTP listener (`tls.only`).
+    #[arg(long)]
+    tls_only: bool,
+    /// A name to obtain an ACME certificate for; repeatable (`tls.acme.domains`).
+    #[arg(long = "acme-domain", value_name = "DOMAIN")]
+    acme_domains: Vec<String>,
+    /// Contact e-mail for the ACME account (`tls.acme.email`).
+    #[arg(long, value_name = "EMAIL")]
+    acme_email: Option<String>,
+    /// ACME directory URL [default: Let's Encrypt] (`tls.acme.directory`).
+    #[arg(long, value_name = "URL")]
+    acme_directory: Option<String>,
+    /// Folder for the ACME account key and certificates, kept 0700 [default: acme-state]
+    /// (`tls.acme.state_dir`).
+    #[arg(long, value_name = "DIR")]
+    acme_state: Option<PathBuf>,
+    /// Root certificate (PEM) to trust for the ACME directory's own HTTPS, for private or
+    /// test CAs (`tls.acme.ca_root`).
+    #[arg(long, value_name = "FILE")]
+    acme_ca_root: Option<PathBuf>,
 }
 
 /// A start-up failure: the one line `main` prints after `imgedge: `, and the exit code
@@ -156,6 +185,7 @@ fn toml_error_line(e: &impl std::fmt::Display) -> String {
 fn load_config(cli: Cli) -> Result<(Config, bool, Vec<String>, Sources), Fail> {
     let check_only = cli.check_config;
     let health_check = cli.health_check;
+    let cli_tls = cli.clone();
     let mut sources =
         Sources { file: cli.config.clone(), file_keys: Default::default(), env: Vec::new(), flags: Vec::new() };
     let mut table = match &cli.config {
@@ -255,6 +285,7 @@ fn load_config(cli: Cli) -> Result<(Config, bool, Vec<String>, Sources), Fail> {
     if let Some(v) = cli.workers {
         config.workers.threads = v;
     }
+    apply_tls_flags(&cli_tls, &mut config.tls, &mut sources.flags);
     if let Err(msg) = config.validate() {
         let place = match &sources.file {
             Some(f) => {
@@ -268,6 +299,40 @@ fn load_config(cli: Cli) -> Result<(Config, bool, Vec<String>, Sources), Fail> {
         std::process::exit(i32::from(!admin_is_healthy(config.admin_listen)));
     }
     Ok((config, check_only, env.unknown, sources))
+}
+
+/// The HTTPS and ACME flags over `[tls]` (flags win).
+fn apply_tls_flags(cli: &Cli, tls: &mut imgedge::tls::TlsConfig, flags: &mut Vec<&'static str>) {
+    if let Some(v) = cli.tls_listen {
+        tls.listen = Some(v);
+        flags.push("--tls-listen");
+    }
+    if let Some(v) = &cli.tls_cert {
+        tls.cert = Some(v.clone());
+        flags.push("--tls-cert");
+    }
+    if let Some(v) = &cli.tls_key {
+        tls.key = Some(v.clone());
+        flags.push("--tls-key");
+    }
+    if cli.tls_only {
+        tls.only = true;
+    }
+    if !cli.acme_domains.is_empty() {
+        tls.acme.domains.clone_from(&cli.acme_domains);
+    }
+    if cli.acme_email.is_some() {
+        tls.acme.email.clone_from(&cli.acme_email);
+    }
+    if let Some(v) = &cli.acme_directory {
+        tls.acme.directory.clone_from(v);
+    }
+    if let Some(v) = &cli.acme_state {
+        tls.acme.state_dir.clone_from(v);
+    }
+    if cli.acme_ca_root.is_some() {
+        tls.acme.ca_root.clone_from(&cli.acme_ca_root);
+    }
 }
 
 /// Opens the origin, or says which value to change and why it does not work.
@@ -422,7 +487,13 @@ fn init_logging(access_log: bool) -> LogSwitch {
 /// refused with one error line and the running one stays; restart-only keys that
 /// differ get one warning line and keep their old values.
 #[cfg(unix)]
-async fn reload_on_hangup(mut hangups: tokio::signal::unix::Signal, cli: Cli, app: Arc<App>, log: LogSwitch) {
+async fn reload_on_hangup(
+    mut hangups: tokio::signal::unix::Signal,
+    cli: Cli,
+    app: Arc<App>,
+    log: LogSwitch,
+    tls: Option<imgedge::tls::Tls>,
+) {
     while hangups.recv().await.is_some() {
         // The file is small; reading it on the reactor for one signal is fine.
         let applied = load_config(cli.clone()).map_err(|fail| fail.message).and_then(|(config, ..)| {
@@ -436,6 +507,13 @@ async fn reload_on_hangup(mut hangups: tokio::signal::unix::Signal, cli: Cli, ap
                 tracing::error!("reload refused, the running configuration stays: {}", why.join(" "));
             }
             Ok((config, fixed)) => {
+                // New certificate files: all load or none is taken (the running ones stay).
+                if let Some(tls) = &tls {
+                    match tls.reload(&config.tls, &config.sites) {
+                        Ok(n) => tracing::info!("TLS certificates reloaded ({n})"),
+                        Err(e) => tracing::error!("TLS certificates not reloaded, the running ones stay: {e}"),
+                    }
+                }
                 if let Err(e) = log.reload(log_filter(config.access_log)) {
                     tracing::warn!("reload: the log filter was not changed: {e}");
                 }
@@ -506,9 +584,24 @@ fn run(cli: Cli) -> Result<(), Fail> {
         .build()
         .map_err(|e| Fail::runtime(format!("starting the runtime: {e}. Check the process limits (threads, files)")))?;
     runtime.block_on(async move {
-        let public = bind(config.listen, "listen", "--listen", &sources).await?;
+        let public = match config.tls.only {
+            true => None,
+            false => Some(bind(config.listen, "listen", "--listen", &sources).await?),
+        };
         let admin = bind(config.admin_listen, "admin_listen", "--admin-listen", &sources).await?;
+        let tls = match config.tls.listen {
+            Some(addr) => {
+                let tls = imgedge::tls::Tls::new(&config.tls, &config.sites)
+                    .map_err(|e| Fail::config(format!("HTTPS certificates: {e}. Fix the file or the tls.* setting")))?;
+                let listener = bind(addr, "tls.listen", "--tls-listen", &sources).await?;
+                imgedge::tls::acme::start(config.tls.acme.clone(), Arc::clone(tls.resolver()))
+                    .map_err(|e| Fail::config(format!("{e}. Fix --acme-state")))?;
+                Some((listener, tls))
+            }
+            None => None,
+        };
         let local = |l: &tokio::net::TcpListener| l.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        let local_opt = |l: Option<&tokio::net::TcpListener>| l.map(local).unwrap_or_else(|| "-".into());
         // SIGHUP is caught from here on (before the "serving" line scripts wait for), so
         // a reload signal never kills the process.
         #[cfg(unix)]
@@ -516,17 +609,24 @@ fn run(cli: Cli) -> Result<(), Fail> {
             .map_err(|e| Fail::runtime(format!("listening for SIGHUP: {e}")))?;
         // Log the bound addresses (port 0 picks one), so scripts and tests can find them.
         tracing::info!(
-            listen = %local(&public),
+            listen = %local_opt(public.as_ref()),
             admin = %local(&admin),
+            tls = %local_opt(tls.as_ref().map(|(l, _)| l)),
             origin = %origin.describe(),
             "imgedge serving"
         );
         let app = Arc::new(App::new(config, origin).with_fonts(fonts));
         #[cfg(unix)]
-        tokio::spawn(reload_on_hangup(hangups, cli, Arc::clone(&app), log_switch));
+        tokio::spawn(reload_on_hangup(
+            hangups,
+            cli,
+            Arc::clone(&app),
+            log_switch,
+            tls.as_ref().map(|(_, t)| t.clone()),
+        ));
         #[cfg(not(unix))]
         let _ = (cli, log_switch);
-        imgedge::serve(public, admin, app, shutdown_signal())
+        imgedge::serve_with_tls(public, admin, tls, app, shutdown_signal())
             .await
             .map_err(|e| Fail::runtime(format!("serving stopped: {e}")))?;
         tracing::info!("stopped");

@@ -12,6 +12,7 @@ use crate::error::Error;
 use crate::fill;
 use crate::request::ObjectRequest;
 use crate::respond::{self, full_body, ResponseBody};
+use crate::tls::{Scheme, Tls};
 use crate::{purge, App};
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
@@ -26,7 +27,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 /// Largest admin request body.
@@ -51,10 +52,43 @@ pub async fn serve(
     app: Arc<App>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    app.set_default_host(public.local_addr()?.to_string());
+    serve_with_tls(Some(public), admin, None, app, shutdown).await
+}
+
+/// How a public connection arrived: its scheme, and the HTTPS port redirects name.
+#[derive(Clone, Copy)]
+struct Via {
+    scheme: Scheme,
+    https_port: u16,
+}
+
+/// [`serve`] with an optional plain listener and an optional HTTPS listener (issue 19):
+/// both public listeners share the connection limit, timeouts and graceful shutdown.
+///
+/// # Errors
+/// Only if a listener's local address cannot be read.
+pub async fn serve_with_tls(
+    public: Option<TcpListener>,
+    admin: TcpListener,
+    tls: Option<(TcpListener, Tls)>,
+    app: Arc<App>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let first_public = match (&public, &tls) {
+        (Some(p), _) => Some(p.local_addr()?),
+        (None, Some((t, _))) => Some(t.local_addr()?),
+        (None, None) => None,
+    };
+    if let Some(addr) = first_public {
+        app.set_default_host(addr.to_string());
+    }
+    let https_port = match &tls {
+        Some((t, _)) => t.local_addr()?.port(),
+        None => 443,
+    };
     crate::memory::start_returning();
     let graceful = GracefulShutdown::new();
-    let builder = connection_builder(&app.config.http);
+    let builder = Arc::new(connection_builder(&app.config.http));
     let slots = Arc::new(Semaphore::new(app.config.http.max_connections.max(1)));
     let mut slot: Option<OwnedSemaphorePermit> = None;
     tokio::pin!(shutdown);
@@ -62,10 +96,11 @@ pub async fn serve(
         if slot.is_none() {
             slot = Arc::clone(&slots).try_acquire_owned().ok();
         }
-        // The public listener is only polled while a connection slot is free.
-        let (accepted, which) = tokio::select! {
-            a = public.accept(), if slot.is_some() => (a, Listener::Public),
-            a = admin.accept() => (a, Listener::Admin),
+        // The public listeners are only polled while a connection slot is free.
+        let (accepted, which, scheme) = tokio::select! {
+            a = accept_on(public.as_ref()), if slot.is_some() => (a, Listener::Public, Scheme::Http),
+            a = accept_on(tls.as_ref().map(|(l, _)| l)), if slot.is_some() => (a, Listener::Public, Scheme::Https),
+            a = admin.accept() => (a, Listener::Admin, Scheme::Http),
             p = Arc::clone(&slots).acquire_owned(), if slot.is_none() => {
                 slot = p.ok();
                 continue;
@@ -86,31 +121,72 @@ pub async fn serve(
             Listener::Public => slot.take(),
             Listener::Admin => None,
         };
-        let app = Arc::clone(&app);
-        let first_request = Arc::new(Notify::new());
-        let seen = Arc::clone(&first_request);
-        let header_timeout = Duration::from_millis(app.config.http.header_read_timeout_ms);
-        let service = service_fn(move |req| {
-            seen.notify_one();
-            let app = Arc::clone(&app);
-            async move { Ok::<_, Infallible>(handle(app, which, peer, req).await) }
-        });
-        let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            let _held = held;
-            if let Err(e) = until_first_request(conn, &first_request, header_timeout).await {
-                tracing::debug!(error = %e, "connection ended with an error");
+        let via = Via { scheme, https_port };
+        let (app, builder, watcher) = (Arc::clone(&app), Arc::clone(&builder), graceful.watcher());
+        match (scheme, &tls) {
+            (Scheme::Https, Some((_, tls))) => {
+                let tls = tls.clone();
+                // The handshake runs in the connection's task, under the TLS handshake
+                // timeout, holding the connection's slot.
+                tokio::spawn(async move {
+                    if let Some(stream) = tls.handshake(stream).await {
+                        serve_connection(&builder, watcher, stream, app, which, via, peer, held).await;
+                    }
+                });
             }
-        });
+            _ => {
+                tokio::spawn(async move {
+                    serve_connection(&builder, watcher, stream, app, which, via, peer, held).await;
+                });
+            }
+        }
     }
     drop(public);
+    drop(tls);
     drop(admin);
     let grace = Duration::from_millis(app.config.shutdown_grace_ms);
     if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
         tracing::warn!("shutdown grace period over; closing remaining connections");
     }
     Ok(())
+}
+
+/// Accepts on `listener`; never resolves without one (a listener that is off).
+async fn accept_on(listener: Option<&TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Serves one connection (plain TCP or TLS) until it ends, under graceful shutdown.
+#[allow(clippy::too_many_arguments)]
+async fn serve_connection<I>(
+    builder: &auto::Builder<TokioExecutor>,
+    watcher: hyper_util::server::graceful::Watcher,
+    io: I,
+    app: Arc<App>,
+    which: Listener,
+    via: Via,
+    peer: SocketAddr,
+    held: Option<OwnedSemaphorePermit>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let _held = held;
+    let first_request = Arc::new(Notify::new());
+    let seen = Arc::clone(&first_request);
+    let header_timeout = Duration::from_millis(app.config.http.header_read_timeout_ms);
+    let service = service_fn(move |req| {
+        seen.notify_one();
+        let app = Arc::clone(&app);
+        async move { Ok::<_, Infallible>(handle(app, which, via, peer, req).await) }
+    });
+    let conn = builder.serve_connection(TokioIo::new(io), service).into_owned();
+    let conn = watcher.watch(conn);
+    if let Err(e) = until_first_request(conn, &first_request, header_timeout).await {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
 }
 
 /// Drives a connection, closing it if no request head arrived within `timeout`.
@@ -151,7 +227,13 @@ fn connection_builder(cfg: &crate::config::HttpConfig) -> auto::Builder<TokioExe
     builder
 }
 
-async fn handle(app: Arc<App>, which: Listener, peer: SocketAddr, req: Request<Incoming>) -> Response<ResponseBody> {
+async fn handle(
+    app: Arc<App>,
+    which: Listener,
+    via: Via,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<ResponseBody> {
     let started = Instant::now();
     let arrived = std::time::SystemTime::now();
     let request_id = app.next_request_id();
@@ -170,7 +252,7 @@ async fn handle(app: Arc<App>, which: Listener, peer: SocketAddr, req: Request<I
         match which {
             Listener::Public => {
                 let (head, _body) = req.into_parts();
-                (public(&app, &head, peer, started).await, head)
+                (public(&app, &head, via, peer, started).await, head)
             }
             Listener::Admin => {
                 let head = copy_head(&req);
@@ -194,6 +276,12 @@ async fn handle(app: Arc<App>, which: Listener, peer: SocketAddr, req: Request<I
     for (name, value) in cors {
         response.headers_mut().append(name, value);
     }
+    if matches!(which, Listener::Public) && via.scheme == Scheme::Https {
+        let host = head.headers.get(header::HOST).and_then(|v| v.to_str().ok()).or(head.uri.host()).unwrap_or("");
+        if let Some(v) = crate::tls::policy::hsts(app.live().access.site_config(host), via.scheme) {
+            response.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, v);
+        }
+    }
     let header_str = |name: header::HeaderName| response.headers().get(name).and_then(|v| v.to_str().ok());
     // The cache status travels as a value (set by `respond`), not as header text.
     let cache_status = response.extensions().get::<crate::cache::CacheStatus>().copied();
@@ -216,6 +304,7 @@ async fn handle(app: Arc<App>, which: Listener, peer: SocketAddr, req: Request<I
             cache: cache_status.map(crate::cache::CacheStatus::as_str),
             origin: origin_time,
             request_id: request_id.as_str(),
+            scheme: via.scheme.as_str(),
         };
         tracing::info!(target: "imgedge::access", "{}", record.line(&app.config.log));
     }
@@ -248,6 +337,7 @@ fn preflight(app: &App, headers: &http::HeaderMap) -> Response<ResponseBody> {
 async fn public(
     app: &Arc<App>,
     parts: &http::request::Parts,
+    via: Via,
     peer: SocketAddr,
     started: Instant,
 ) -> Result<Response<ResponseBody>, Error> {
@@ -257,6 +347,17 @@ async fn public(
     // One snapshot of the live settings for admission and parsing (one atomic load;
     // a reload meanwhile is not half seen), released before the first await.
     let live = app.live();
+    // The CDN's "force redirect" comes before the access rules (a signed URL is
+    // checked where it is served: over HTTPS).
+    let site = live.access.site_config(&host);
+    if let Some((status, to)) = crate::tls::policy::redirect(site, via.scheme, &host, &parts.uri, via.https_port) {
+        return Response::builder()
+            .status(status)
+            .header(header::LOCATION, to)
+            .header(header::CONTENT_LENGTH, 0)
+            .body(full_body(Bytes::new()))
+            .map_err(|e| Error::Internal(format!("response build: {e}")));
+    }
     let admitted = live.access.admit(RequestParts {
         host: &host,
         path: parts.uri.path(),
@@ -280,6 +381,9 @@ async fn public(
     let mut object = ObjectRequest::parse_with_host(&parts.method, uri, host, &parts.headers, &live.chains)?;
     drop(live);
     object.negotiate_format(app.config.auto_webp(), app.config.auto_avif());
+    if via.scheme == Scheme::Https && app.config.tls.cache_key_scheme {
+        object.format_class = Some(crate::tls::policy::https_variant(object.format_class));
+    }
     // One deadline from the request's arrival covers the lock wait, fetch and processing.
     let served = fill::serve_object_until(app, &object, started + app.config.request_timeout()).await?;
     respond::respond(app, &object, served, started)

@@ -40,4 +40,6 @@ mod remote;
 mod ssrf;
 mod startup_errors;
 mod style_urls;
+mod tls;
+
 mod watermark;

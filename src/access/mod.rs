@@ -32,6 +32,25 @@ pub struct SiteConfig {
     /// IP allow/deny list.
     #[serde(default)]
     pub ip: Option<IpRules>,
+    /// This site's certificate chain (PEM), chosen by SNI on the HTTPS listener.
+    #[serde(default)]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// Its private key (PEM).
+    #[serde(default)]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// Answer plain-HTTP requests with a redirect to HTTPS, with this status (301 or
+    /// 308; the CDN's "force redirect"). Default: no redirect.
+    #[serde(default)]
+    pub https_redirect: Option<u16>,
+    /// Send `Strict-Transport-Security: max-age=N` on HTTPS answers. Default: none.
+    #[serde(default)]
+    pub hsts_max_age: Option<u64>,
+    /// Add `includeSubDomains` to HSTS.
+    #[serde(default)]
+    pub hsts_include_subdomains: bool,
+    /// Add `preload` to HSTS.
+    #[serde(default)]
+    pub hsts_preload: bool,
 }
 
 #[derive(Debug)]
@@ -87,10 +106,21 @@ impl Access {
                     return Err(format!("sites[{i}].hosts must not be empty"));
                 }
                 let ip = s.ip.as_ref().map(IpMatcher::new).transpose().map_err(|e| format!("sites[{i}].ip: {e}"))?;
+                if s.https_redirect.is_some_and(|code| code != 301 && code != 308) {
+                    return Err(format!("sites[{i}].https_redirect must be 301 or 308"));
+                }
+                if s.tls_cert.is_some() != s.tls_key.is_some() {
+                    return Err(format!("sites[{i}].tls_cert and tls_key must be set together"));
+                }
                 Ok(Site { config: s.clone(), ip })
             })
             .collect::<Result<_, String>>()?;
         Ok(Access { sites })
+    }
+
+    /// The settings of the site `host` (a Host header value; a port is ignored).
+    pub fn site_config(&self, host: &str) -> Option<&SiteConfig> {
+        self.site(host).map(|s| &s.config)
     }
 
     fn site(&self, host: &str) -> Option<&Site> {
@@ -153,6 +183,12 @@ mod tests {
             url_auth: None,
             referer: None,
             ip: None,
+            tls_cert: None,
+            tls_key: None,
+            https_redirect: None,
+            hsts_max_age: None,
+            hsts_include_subdomains: false,
+            hsts_preload: false,
         }])
         .unwrap();
         assert!(a.admit(parts("media.example.com:8080", "/a", None, &h)).is_ok());
