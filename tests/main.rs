@@ -41,5 +41,5 @@ mod ssrf;
 mod startup_errors;
 mod style_urls;
 mod tls;
-
+mod tls_acme;
 mod watermark;
