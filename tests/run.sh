@@ -11,6 +11,9 @@ command -v nasm >/dev/null || need_apt+=(nasm)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 # Headless browser for tests/browser.rs (Debian's build; nothing is downloaded by a tool).
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
+# ACME test CA and its DNS for tests/tls_acme.rs; curl for tests/tls.rs.
+command -v pebble >/dev/null && command -v pebble-challtestsrv >/dev/null || need_apt+=(pebble)
+command -v curl >/dev/null || need_apt+=(curl)
 if [ ${#need_apt[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
