@@ -537,7 +537,7 @@ pub(crate) fn shrink_factor(src: (u32, u32), target: (u32, u32)) -> u32 {
 pub(crate) const COARSE_AC_MIN_REDUCTION: u64 = 6;
 
 /// How much of the source a decode must keep.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct LoadScale {
     /// Shrink-on-load denominator ([`shrink_factor`]).
     pub shrink: u32,
@@ -560,11 +560,6 @@ impl LoadScale {
                 && far_below(oriented.0, target.0)
                 && far_below(oriented.1, target.1),
         }
-    }
-
-    /// A decode made at `self` has at least the resolution and precision `need` asks for.
-    pub(crate) fn covers(self, need: LoadScale) -> bool {
-        self.shrink <= need.shrink && (!self.coarse_ac || need.coarse_ac)
     }
 }
 

@@ -305,8 +305,8 @@ fn decode(
         trace.coarse_ac = plan.scale.coarse_ac;
         return Ok((decode_oriented()?, 0));
     };
-    let key = DecodedKey::new(src, plan.orientation);
-    let shared = match cache.get(&key, plan.scale) {
+    let key = DecodedKey::new(src, plan.orientation, plan.scale);
+    let shared = match cache.get(&key) {
         Some(hit) => {
             trace.decoded_cache_hit = true;
             hit
