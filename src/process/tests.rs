@@ -559,8 +559,7 @@ fn run_cached(src: &[u8], chain: &str, cache: &DecodedCache) -> Output {
 
 #[test]
 fn decoded_cache_serves_other_variants_of_one_original_byte_identically() {
-    // EXIF orientation 6 and a progressive JPEG: the cached decode is already oriented.
-    let src = corpus("orientation/libvips_rotation_6_progressive_icc.jpg");
+    let src = corpus("photos/giunchedi_srgb_icc.jpg"); // 800×533: 400 px decodes at 1/1, 100 px at 1/4
     let cache = DecodedCache::new(64 << 20).unwrap();
     let large = run_cached(&src, "image/resize,m_lfit,w_400,h_400/format,webp", &cache);
     assert!(!large.trace.decoded_cache_hit);
