@@ -6,6 +6,9 @@
 //! Usage: encode_sweep IN.png OUT_DIR SETTING[,SETTING...] Q[,Q...]
 //! Settings: jpeg, jpeg-opt, webp-m<M>[-sns<S>][-f<F>][-seg<N>][-sharp][-af], avif-s<speed>
 
+// A measuring tool run by hand: failing loudly on bad input is what it should do.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
 use std::time::Instant;
 
 fn webp(rgb: &image::RgbImage, q: u8, spec: &str) -> Vec<u8> {
