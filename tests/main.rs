@@ -37,6 +37,7 @@ mod overload;
 mod proxy;
 mod reload;
 mod remote;
+mod same_bytes;
 mod ssrf;
 mod startup_errors;
 mod style_urls;

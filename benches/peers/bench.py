@@ -1523,6 +1523,21 @@ def cmd_quality(args):
     log(f"wrote {out}/quality.md, quality.json and the quality section of summary.md")
 
 
+def cmd_rd(args):
+    """(imgedge addition, issue 20) Bytes each peer needs at imgedge's quality: rd.py."""
+    try:
+        sys.path.insert(0, HERE)
+        import rd  # noqa: PLC0415 - needs Pillow and numpy: only this subcommand
+    except ImportError:
+        py = quality_python()
+        if os.environ.get("BENCH_QUALITY_REEXEC") or not os.path.exists(py):
+            raise SystemExit(f"bench.py rd needs Pillow and numpy (./install.sh quality; looked for {py})")
+        os.environ["BENCH_QUALITY_REEXEC"] = "1"
+        os.execv(py, [py, os.path.abspath(__file__)] + sys.argv[1:])
+    os.makedirs(args.out, exist_ok=True)
+    rd.run(sys.modules[__name__], args)
+
+
 def cmd_list(args):
     targets, order = load_targets(args.targets_file, args.define)
     for n in order:
@@ -1613,6 +1628,22 @@ def main():
     p.add_argument("--cmyk-fallback", choices=("naive", "libvips"), default="naive",
                    help="reference for CMYK without an ICC profile (see quality.py)")
     p.add_argument("--out", help="results dir; its summary.md gets the quality table")
+    # imgedge addition (issue 20): bytes at equal quality over a quality ladder (rd.py)
+    p = sub.add_parser("rd")
+    common(p)
+    p.add_argument("--targets", default="imgedge,thumbor,sharp", help="comma-separated target names")
+    p.add_argument("--me", default="imgedge", help="the target the others are compared with")
+    p.add_argument("--cells", default="jpeg,webp")
+    p.add_argument("--sizes", default="400,1000", help="fit within size x size, each")
+    p.add_argument("--ladder", default="50,60,70,80,90,95", help="quality ladder")
+    p.add_argument("--anchor", type=int, default=80, help="imgedge's quality the peers are compared at")
+    p.add_argument("--me-ladder", default=None, help="qualities fetched from --me (default: the anchor only)")
+    p.add_argument("--origin", default=os.path.join(PEERS_ROOT, "data"))
+    p.add_argument("--jpeg-src", default="photos/*.jpg")
+    p.add_argument("--base-port", type=int, default=18200)
+    p.add_argument("--dssim", help="dssim binary (default: PATH, then $PEERS_ROOT/dssim/bin/dssim)")
+    p.add_argument("--out", default=os.path.join(PEERS_ROOT, "results", "rd"),
+                   help="results dir (rd.md, rd.json; rd-cache.json keeps scores by output hash)")
     p = sub.add_parser("list")
     common(p)
     args = ap.parse_args()
@@ -1624,6 +1655,8 @@ def main():
         cmd_run(args, only_check=True)
     elif args.cmd == "floor":
         cmd_floor(args)
+    elif args.cmd == "rd":
+        cmd_rd(args)
     elif args.cmd == "quality":
         cmd_quality(args)
     else:

@@ -537,7 +537,7 @@ pub(crate) fn shrink_factor(src: (u32, u32), target: (u32, u32)) -> u32 {
 pub(crate) const COARSE_AC_MIN_REDUCTION: u64 = 6;
 
 /// How much of the source a decode must keep.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct LoadScale {
     /// Shrink-on-load denominator ([`shrink_factor`]).
     pub shrink: u32,
@@ -560,11 +560,6 @@ impl LoadScale {
                 && far_below(oriented.0, target.0)
                 && far_below(oriented.1, target.1),
         }
-    }
-
-    /// A decode made at `self` has at least the resolution and precision `need` asks for.
-    pub(crate) fn covers(self, need: LoadScale) -> bool {
-        self.shrink <= need.shrink && (!self.coarse_ac || need.coarse_ac)
     }
 }
 
@@ -929,11 +924,24 @@ pub(crate) fn encode(pic: &Picture, fmt: Format, opts: &EncodeOptions) -> Result
 /// that is no larger than the peers' files; `benches/engine.rs` `encode_png_*` has more.
 pub(crate) const PNG_COMPRESSION: png::CompressionType = png::CompressionType::Level(3);
 
+/// ravif quality for a request's (libjpeg-scale) quality. Chosen by measurement
+/// (`benches/peers/sweep.py`, 7 photos at fit 400, SSIMULACRA2 against a linear-light
+/// reference): ravif q80 at speed 10 scores about what the q80 WebP does (5 of 7 photos
+/// within 2 points) with 0.93x its bytes at equal SSIMULACRA2, so the number maps 1:1; a
+/// lower mapping (0.75: ravif q60) would win bytes by losing quality. What made AVIF large
+/// was the inherited source quality, fixed in `pipeline::encode`.
+pub(crate) fn avif_quality(q: u8) -> f32 {
+    f32::from(q.clamp(1, 100)) * AVIF_QUALITY_SCALE
+}
+
+/// See [`avif_quality`].
+const AVIF_QUALITY_SCALE: f32 = 1.0;
+
 /// AVIF via ravif (rav1e) at speed 10, one thread: the cheapest setting, ~20 ms for a
 /// 400 px image. Alpha is kept when the image has transparency.
 fn encode_avif(img: &DynamicImage, opts: &EncodeOptions) -> Result<Vec<u8>, ProcessError> {
     let (w, h) = (img.width() as usize, img.height() as usize);
-    let quality = f32::from(opts.quality.clamp(1, 100));
+    let quality = avif_quality(opts.quality);
     let enc = ravif::Encoder::new()
         .with_quality(quality)
         .with_alpha_quality(quality)
@@ -959,7 +967,10 @@ pub(crate) fn ext_color(img: &DynamicImage) -> ExtendedColorType {
     }
 }
 
-/// JPEG via libjpeg-turbo, 4:2:0; alpha is flattened on white (spec §3).
+/// JPEG via libjpeg-turbo, 4:2:0, with Huffman tables optimised for the image (issue 20:
+/// lossless, same pixels and the same standard quantisation tables as OSS's `Q_n`, about
+/// 2-3 % fewer bytes for +0.2-0.5 ms per 400 px encode; see [`JPEG_OPTIMIZE`]); alpha is
+/// flattened on white (spec §3).
 pub(crate) fn encode_jpeg(img: &DynamicImage, opts: &EncodeOptions) -> Result<Vec<u8>, ProcessError> {
     let rgb_owned;
     let rgb = match img {
@@ -973,6 +984,7 @@ pub(crate) fn encode_jpeg(img: &DynamicImage, opts: &EncodeOptions) -> Result<Ve
     let mut c = turbojpeg::Compressor::new().map_err(enc_err)?;
     c.set_quality(i32::from(opts.quality.clamp(1, 100))).map_err(enc_err)?;
     c.set_subsamp(turbojpeg::Subsamp::Sub2x2).map_err(enc_err)?;
+    c.set_optimize(JPEG_OPTIMIZE).map_err(enc_err)?;
     if opts.progressive {
         c.set_progressive(true).map_err(enc_err)?;
     }
@@ -990,6 +1002,10 @@ pub(crate) fn encode_jpeg(img: &DynamicImage, opts: &EncodeOptions) -> Result<Ve
         None => jpeg,
     })
 }
+
+/// Optimised Huffman tables for baseline JPEG (progressive JPEGs always get them). Measured
+/// in BENCHMARKS.md (`benches/peers/sweep.py`, settings `jpeg` vs `jpeg-opt`).
+const JPEG_OPTIMIZE: bool = true;
 
 /// Inserts an ICC profile as APP2 `ICC_PROFILE` segments after SOI and any APP0.
 pub(crate) fn insert_jpeg_icc(jpeg: &[u8], icc: &[u8]) -> Vec<u8> {

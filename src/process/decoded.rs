@@ -3,11 +3,15 @@
 //! and formats) skip the decode, which for a large JPEG is mostly Huffman decoding that
 //! no DCT scaling avoids.
 //!
-//! An entry is keyed by the source bytes' hash (so a changed object never matches) and
-//! the EXIF orientation applied. A request may use an entry decoded at its own scale or
-//! a finer one; a request needing more resolution decodes again and replaces it. Only
-//! still pictures are kept: animations are rarely re-rendered at several sizes and
-//! cost many frames of memory.
+//! An entry is keyed by the source bytes' hash (so a changed object never matches), the
+//! EXIF orientation applied and the exact load scale (shrink-on-load factor and AC
+//! precision). A request only ever uses a decode made at the very scale it would decode
+//! at itself: a finer decode would resize to the same size from other pixels, and the
+//! output (and its ETag) would then depend on what the cache happened to hold, so the
+//! same URL could give different bytes across request orders, restarts and nodes (issue
+//! 20 item 7). Variants of one original that share a scale (every format of one size,
+//! and nearby sizes) share the decode. Only still pictures are kept: animations are
+//! rarely re-rendered at several sizes and cost many frames of memory.
 //!
 //! The cache gives way to large decodes: before a decode that needs more working memory
 //! than is free under its capacity (a 16 MP progressive JPEG holds a 48 MB coefficient
@@ -32,11 +36,12 @@ use super::picture::Picture;
 pub(crate) struct DecodedKey {
     source: u128,
     orientation: u8,
+    scale: LoadScale,
 }
 
 impl DecodedKey {
-    pub(crate) fn new(src: &[u8], orientation: u8) -> Self {
-        DecodedKey { source: xxhash_rust::xxh3::xxh3_128(src), orientation }
+    pub(crate) fn new(src: &[u8], orientation: u8, scale: LoadScale) -> Self {
+        DecodedKey { source: xxhash_rust::xxh3::xxh3_128(src), orientation, scale }
     }
 }
 
@@ -89,15 +94,15 @@ impl DecodedCache {
         })
     }
 
-    /// An entry decoded at `need`'s scale and precision or finer.
-    pub(crate) fn get(&self, key: &DecodedKey, need: LoadScale) -> Option<Arc<Decoded>> {
-        let found = self.entries.get(key).filter(|d| d.scale.covers(need));
+    /// The entry decoded at exactly the key's scale and precision.
+    pub(crate) fn get(&self, key: &DecodedKey) -> Option<Arc<Decoded>> {
+        let found = self.entries.get(key);
         let counter = if found.is_some() { &self.hits } else { &self.misses };
         counter.fetch_add(1, Ordering::Relaxed);
         found
     }
 
-    /// Stores a fresh decode (replacing a coarser one) and hands it back shared. A
+    /// Stores a fresh decode and hands it back shared. A
     /// decode larger than the whole cache is handed back without being stored: moka
     /// would admit it and evict it only later, holding more than its capacity meanwhile.
     pub(crate) fn insert(&self, key: DecodedKey, decoded: Decoded) -> Arc<Decoded> {
@@ -159,44 +164,50 @@ mod tests {
         LoadScale { shrink, coarse_ac: false }
     }
 
-    #[test]
-    fn serves_equal_or_finer_decodes_only() {
-        let cache = DecodedCache::new(1 << 20).unwrap();
-        let key = DecodedKey::new(b"source", 1);
-        cache.insert(key, decoded(4, 100));
-        assert!(cache.get(&key, at(4)).is_some());
-        assert!(cache.get(&key, at(8)).is_some(), "a finer decode serves a coarser need");
-        assert!(cache.get(&key, at(2)).is_none(), "a coarser decode cannot serve a finer need");
-        assert_eq!((cache.hits(), cache.misses()), (2, 1));
+    fn key(src: &[u8], shrink: u32) -> DecodedKey {
+        DecodedKey::new(src, 1, at(shrink))
     }
 
     #[test]
-    fn a_coarse_decode_serves_only_coarse_needs() {
+    fn serves_the_exact_scale_only() {
         let cache = DecodedCache::new(1 << 20).unwrap();
-        let key = DecodedKey::new(b"progressive", 1);
+        cache.insert(key(b"source", 4), decoded(4, 100));
+        assert!(cache.get(&key(b"source", 4)).is_some());
+        // A finer decode would resize to the same size from other pixels: the bytes of
+        // one URL would depend on what the cache held (issue 20 item 7).
+        assert!(cache.get(&key(b"source", 8)).is_none(), "a finer decode never serves a coarser need");
+        assert!(cache.get(&key(b"source", 2)).is_none(), "a coarser decode cannot serve a finer need");
+        assert_eq!((cache.hits(), cache.misses()), (1, 2));
+        // Both scales can be held side by side.
+        cache.insert(key(b"source", 8), decoded(8, 50));
+        assert!(cache.get(&key(b"source", 4)).is_some() && cache.get(&key(b"source", 8)).is_some());
+    }
+
+    #[test]
+    fn coarse_and_full_precision_are_different_entries() {
+        let cache = DecodedCache::new(1 << 20).unwrap();
         let coarse = LoadScale { shrink: 4, coarse_ac: true };
-        cache.insert(key, Decoded { scale: coarse, pic: Picture::still(DynamicImage::new_rgb8(100, 10)) });
-        assert!(cache.get(&key, coarse).is_some());
-        assert!(cache.get(&key, LoadScale { shrink: 8, coarse_ac: true }).is_some());
-        assert!(cache.get(&key, at(4)).is_none(), "a nearer-size output needs every refinement scan");
-        // ...and a full-precision decode serves both.
-        cache.insert(key, decoded(4, 100));
-        assert!(cache.get(&key, coarse).is_some());
+        let k = DecodedKey::new(b"progressive", 1, coarse);
+        cache.insert(k, Decoded { scale: coarse, pic: Picture::still(DynamicImage::new_rgb8(100, 10)) });
+        assert!(cache.get(&k).is_some());
+        assert!(cache.get(&key(b"progressive", 4)).is_none(), "a nearer-size output needs every refinement scan");
+        cache.insert(key(b"progressive", 4), decoded(4, 100));
+        assert!(cache.get(&key(b"progressive", 4)).is_some());
     }
 
     #[test]
     fn keys_differ_by_bytes_and_orientation() {
         let cache = DecodedCache::new(1 << 20).unwrap();
-        cache.insert(DecodedKey::new(b"a", 1), decoded(1, 10));
-        assert!(cache.get(&DecodedKey::new(b"b", 1), at(1)).is_none());
-        assert!(cache.get(&DecodedKey::new(b"a", 6), at(1)).is_none());
+        cache.insert(key(b"a", 1), decoded(1, 10));
+        assert!(cache.get(&key(b"b", 1)).is_none());
+        assert!(cache.get(&DecodedKey::new(b"a", 6, at(1))).is_none());
     }
 
     #[test]
     fn bounded_in_bytes() {
         let cache = DecodedCache::new(100_000).unwrap();
         for i in 0..20u32 {
-            cache.insert(DecodedKey::new(&i.to_le_bytes(), 1), decoded(1, 1000));
+            cache.insert(key(&i.to_le_bytes(), 1), decoded(1, 1000));
             // 30 kB each
         }
         assert!(cache.weighted_size() <= 100_000);
@@ -206,10 +217,10 @@ mod tests {
     #[test]
     fn never_holds_an_entry_larger_than_itself() {
         let cache = DecodedCache::new(20_000).unwrap();
-        let key = DecodedKey::new(b"big", 1);
-        let handed = cache.insert(key, decoded(1, 1000)); // 30 kB
+        let k = key(b"big", 1);
+        let handed = cache.insert(k, decoded(1, 1000)); // 30 kB
         assert_eq!(handed.pic.dims(), (1000, 10), "the decode is still handed back");
-        assert!(cache.get(&key, at(1)).is_none());
+        assert!(cache.get(&k).is_none());
         assert_eq!(cache.weighted_size(), 0);
     }
 
@@ -217,7 +228,7 @@ mod tests {
     fn gives_way_to_a_large_decode() {
         let cache = DecodedCache::new(100_000).unwrap();
         for i in 0..3u32 {
-            cache.insert(DecodedKey::new(&i.to_le_bytes(), 1), decoded(1, 1000));
+            cache.insert(key(&i.to_le_bytes(), 1), decoded(1, 1000));
             // 30 kB each
         }
         cache.make_room(10_000);

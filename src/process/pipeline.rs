@@ -305,8 +305,8 @@ fn decode(
         trace.coarse_ac = plan.scale.coarse_ac;
         return Ok((decode_oriented()?, 0));
     };
-    let key = DecodedKey::new(src, plan.orientation);
-    let shared = match cache.get(&key, plan.scale) {
+    let key = DecodedKey::new(src, plan.orientation, plan.scale);
+    let shared = match cache.get(&key) {
         Some(hit) => {
             trace.decoded_cache_hit = true;
             hit
@@ -395,7 +395,9 @@ fn encode(pic: &mut Picture, p: &Pipeline, probe: &codec::Probe, out_fmt: Format
     }
     let src_q = if probe.format == Format::Jpg { probe.meta.jpeg_quality } else { None };
     let opts = EncodeOptions {
-        quality: quality::effective(p.quality, src_q, out_fmt == Format::Webp),
+        // AVIF, like WebP, starts from its own default rather than inheriting a JPEG
+        // source's (often 90+) quality (issue 20 item 5); `codec::avif_quality` maps it.
+        quality: quality::effective(p.quality, src_q, matches!(out_fmt, Format::Webp | Format::Avif)),
         progressive: p.interlace.unwrap_or(false),
         icc,
     };
