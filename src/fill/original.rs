@@ -147,11 +147,17 @@ async fn rendition(
 /// fill (this request's) that stored it, or another request's fill whose entry is the
 /// one stored now (a fill a purge vetoed shares its bytes but is not in the cache).
 /// Not stored (`no-store`, vetoed) and stale-if-error copies are not current.
+///
+/// Written with `is_hit` rather than a list of every status, so that a tier's own fresh
+/// hit status (the disk tier's, which is checked against purges on hit) counts as
+/// current without this module naming it.
 fn is_current(app: &App, original: &Arc<Entry>, how: CacheStatus) -> bool {
     match how {
-        CacheStatus::Hit | CacheStatus::Miss | CacheStatus::RefreshMiss | CacheStatus::RefreshHit => true,
         CacheStatus::LockHit => app.cache.get(&original.key).is_some_and(|stored| Arc::ptr_eq(&stored, original)),
         CacheStatus::Bypass | CacheStatus::StaleHit => false,
+        CacheStatus::Miss | CacheStatus::RefreshMiss => true,
+        // Fresh hits from a tier, and a 304-refreshed copy (stored by this fill).
+        other => other.is_hit(),
     }
 }
 
