@@ -18,6 +18,8 @@ use http::StatusCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+mod original;
+
 /// What a request is answered with, before headers are written.
 pub enum Served {
     /// A complete response (from cache or a fill).
@@ -181,7 +183,7 @@ async fn write(
 fn serves_stale_on(app: &App, stale: &Entry, err: &Error) -> bool {
     let grace = Duration::from_secs(app.config.origin_client.stale_if_error_secs);
     let origin_down = matches!(
-        err,
+        err.root(),
         Error::Origin(OriginError::Timeout | OriginError::Upstream(_) | OriginError::Io(_)) | Error::Timeout
     );
     origin_down && !grace.is_zero() && stale.age(SystemTime::now()) <= stale.ttl + grace
@@ -197,6 +199,12 @@ async fn fill(
     deadline: Instant,
     waiters: Option<Arc<Waiters>>,
 ) -> Result<Filled, Error> {
+    // A rendition's original comes through the cache, as an entry of its own.
+    if let Some(filled) =
+        original::fill_rendition(app, req, key, stale, started_epoch, deadline, waiters.clone()).await?
+    {
+        return Ok(filled);
+    }
     let processing = req.chain.is_some();
     let fetch = FetchRequest {
         key: req.key(),

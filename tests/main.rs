@@ -32,6 +32,7 @@ mod key_integrity;
 mod metrics;
 mod module_graph;
 mod origin_budget;
+mod originals;
 mod origins;
 mod overload;
 mod proxy;

@@ -38,6 +38,8 @@ pub struct MockObject {
     pub last_modified: SystemTime,
     /// Archived and not restored: GET gives 403 InvalidObjectState.
     pub archived: bool,
+    /// `Cache-Control` the origin sends, if any.
+    pub cache_control: Option<String>,
 }
 
 impl MockObject {
@@ -51,6 +53,7 @@ impl MockObject {
             content_type: content_type.to_owned(),
             last_modified: UNIX_EPOCH + Duration::from_secs(1_714_979_289),
             archived: false,
+            cache_control: None,
         }
     }
 }
@@ -215,12 +218,16 @@ fn handle_oss(st: &OssState, req: Request<Incoming>) -> Response<Full<Bytes>> {
         return xml_error(StatusCode::FORBIDDEN, "InvalidObjectState", "");
     }
     let base = |status: StatusCode| {
-        Response::builder()
+        let b = Response::builder()
             .status(status)
             .header("etag", &obj.etag)
             .header("last-modified", httpdate::fmt_http_date(obj.last_modified))
             .header("x-oss-request-id", "MOCKREQUESTID")
-            .header("accept-ranges", "bytes")
+            .header("accept-ranges", "bytes");
+        match &obj.cache_control {
+            Some(cc) => b.header("cache-control", cc),
+            None => b,
+        }
     };
     if let Some(inm) = seen.header("if-none-match") {
         if inm.split(',').any(|t| t.trim() == obj.etag) {
