@@ -257,14 +257,20 @@ async fn public(
     // One snapshot of the live settings for admission and parsing (one atomic load;
     // a reload meanwhile is not half seen), released before the first await.
     let live = app.live();
-    let admitted = live.access.admit(RequestParts {
-        host: &host,
-        path: parts.uri.path(),
-        query: parts.uri.query(),
-        headers: &parts.headers,
-        peer: peer.ip(),
-        now,
-    })?;
+    // A cluster peer's authenticated forward was admitted by the node that received it.
+    let hop = crate::cluster::forward::is_verified_hop(app, &parts.method, &host, &parts.uri, &parts.headers);
+    let admitted = if hop {
+        None
+    } else {
+        live.access.admit(RequestParts {
+            host: &host,
+            path: parts.uri.path(),
+            query: parts.uri.query(),
+            headers: &parts.headers,
+            peer: peer.ip(),
+            now,
+        })?
+    };
     let rewritten: Option<http::Uri> = match admitted {
         None => None,
         Some(a) => Some(
@@ -279,6 +285,7 @@ async fn public(
     let uri = rewritten.as_ref().unwrap_or(&parts.uri);
     let mut object = ObjectRequest::parse_with_host(&parts.method, uri, host, &parts.headers, &live.chains)?;
     drop(live);
+    object.hop = hop;
     object.negotiate_format(app.config.auto_webp(), app.config.auto_avif());
     // One deadline from the request's arrival covers the lock wait, fetch and processing.
     let served = fill::serve_object_until(app, &object, started + app.config.request_timeout()).await?;
@@ -308,6 +315,7 @@ async fn admin(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Respon
             purge::authorize(app, req.headers())?;
             let (content_type, query, body) = read_admin_body(req).await?;
             let tasks = purge::parse_purge(app, &content_type, &body, query.as_deref())?;
+            crate::cluster::purge_stream::publish(app, &content_type, &body, query.as_deref()).await?;
             let affected = purge::apply(app, tasks).await?;
             let task_id = app.next_task_id().to_string();
             json_response(
