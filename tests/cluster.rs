@@ -265,14 +265,20 @@ async fn a_killed_node_drops_out_and_no_request_fails() {
     let origin = FaultOrigin::start(&b"body"[..], vec![]).await;
     let mut nodes = three(&redis, &origin.url()).await;
     let dead = nodes.remove(1);
-    dead.app.cluster.as_ref().unwrap().stop();
-    dead.stop().await;
-    // Right after the kill the survivors still route some keys to it.
-    assert!(burst(0, &nodes).await.iter().all(|&s| s == 200));
+    let kill = async {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        dead.app.cluster.as_ref().unwrap().stop();
+        dead.stop().await;
+    };
+    // Killed mid-burst: the survivors' requests all succeed.
+    let (statuses, ()) = tokio::join!(burst(0, &nodes), kill);
+    assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
+    // Right after the kill the survivors still route some keys to it, and fall back.
+    assert!(burst(1, &nodes).await.iter().all(|&s| s == 200));
     let fallbacks: f64 = nodes.iter().map(|s| metric(&s.app, "imgedge_cluster_forward_fallbacks_total")).sum();
     assert!(fallbacks > 0.0, "some keys were owned by the dead node");
     wait_for_members(&nodes, 2).await;
-    assert!(burst(1, &nodes).await.iter().all(|&s| s == 200));
+    assert!(burst(2, &nodes).await.iter().all(|&s| s == 200));
     let after: f64 = nodes.iter().map(|s| metric(&s.app, "imgedge_cluster_forward_fallbacks_total")).sum();
     assert_eq!(after, fallbacks, "once the ring moved, nothing is routed to the dead node");
 }
@@ -381,4 +387,72 @@ async fn a_restarted_node_replays_missed_purges_or_drops_everything_if_trimmed()
     imgedge::cluster::start(&third).await.unwrap();
     assert!(third.cache.get(&plain_key("/d/kept.txt")).is_none(), "trimmed past the cursor: all stale");
     third.cluster.as_ref().unwrap().stop();
+}
+
+/// Item 6: the sample nginx config (`hash $request_uri consistent`) in front of three
+/// independent nodes sends each URI to one node: one origin GET per URI, however many
+/// times it is asked, and different URIs spread over the nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn uri_hash_nginx_sends_each_uri_to_one_node() {
+    let origin = FaultOrigin::start(&b"body"[..], vec![]).await;
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(crate::common::server::start_with(".", |c| c.origin = origin.url()).await);
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let sample = std::fs::read_to_string("assets/deploy/nginx-uri-hash.conf").unwrap();
+    let mut servers = nodes.iter().map(|s| format!("        server {} max_fails=2 fail_timeout=5s;", s.addr));
+    let conf: Vec<String> = sample
+        .lines()
+        .map(|l| match l.trim_start() {
+            t if t.starts_with("server 10.0.0.") => servers.next().unwrap(),
+            "listen 80;" => format!("        listen 127.0.0.1:{port};"),
+            "http {" => format!(
+                "http {{\n    access_log off;\n    client_body_temp_path {0}/b;\n    proxy_temp_path {0}/p;\n    \
+                 fastcgi_temp_path {0}/f;\n    uwsgi_temp_path {0}/u;\n    scgi_temp_path {0}/s;",
+                dir.path().display()
+            ),
+            _ => l.to_owned(),
+        })
+        .collect();
+    let conf_path = dir.path().join("nginx.conf");
+    std::fs::write(&conf_path, conf.join("\n")).unwrap();
+    let pid = dir.path().join("nginx.pid");
+    let mut nginx = Command::new("nginx")
+        .arg("-p")
+        .arg(dir.path())
+        .arg("-c")
+        .arg(&conf_path)
+        .arg("-g")
+        .arg(format!("daemon off; pid {}; error_log stderr;", pid.display()))
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("nginx is installed");
+    let until = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < until, "nginx did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let fetch = |pq: String| {
+        let client = client.clone();
+        async move {
+            let req = http::Request::get(format!("http://127.0.0.1:{port}{pq}"))
+                .header("host", HOST)
+                .body(http_body_util::Empty::<bytes::Bytes>::new())
+                .unwrap();
+            client.request(req).await.unwrap().status().as_u16()
+        }
+    };
+    for i in 0..30 {
+        for _ in 0..4 {
+            assert_eq!(fetch(format!("/u/{i}.txt?x=1")).await, 200);
+        }
+    }
+    let _ = nginx.kill();
+    let _ = nginx.wait();
+    assert_eq!(origin.requests(), 30, "each URI was fetched by one node only");
+    let busy = nodes.iter().filter(|s| s.app.stats.origin_fetches() > 0).count();
+    assert!(busy >= 2, "URIs spread over the nodes ({busy} of 3 used)");
 }

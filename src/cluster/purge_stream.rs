@@ -149,8 +149,11 @@ pub async fn catch_up(app: &Arc<App>, cluster: &Cluster) -> Result<Option<String
         save_cursor(cluster, &last).await;
         return Ok(Some(last));
     };
-    let deleted = field("max-deleted-entry-id").and_then(|d| parse_id(&d));
-    let lost = info.is_none() || deleted.zip(parse_id(&cursor)).is_some_and(|(d, c)| d > c);
+    let lost = match info {
+        // The stream is gone (Redis lost its data): what was purged is unknown.
+        None => true,
+        Some(_) => trimmed_past(&mut conn, &key, &cursor, &last, &field).await?,
+    };
     if lost {
         let n = app.cache.invalidate_all();
         tracing::warn!(
@@ -176,6 +179,30 @@ pub async fn catch_up(app: &Arc<App>, cluster: &Cluster) -> Result<Option<String
     save_cursor(cluster, &cursor).await;
     tracing::info!(replayed, cursor, "purge stream caught up");
     Ok(Some(cursor))
+}
+
+/// True when entries after `cursor` may have been trimmed away. Trimming removes the
+/// oldest entries first, so while the cursor's own entry is still there nothing after
+/// it is gone; once it is gone, conservatively, something after it may be (a cursor of
+/// `0-0`, an empty stream at first start, compares the entries ever added with those held).
+async fn trimmed_past(
+    conn: &mut redis::aio::ConnectionManager,
+    key: &str,
+    cursor: &str,
+    last: &str,
+    field: &impl Fn(&str) -> Option<String>,
+) -> Result<bool, String> {
+    let (Some(c), Some(l)) = (parse_id(cursor), parse_id(last)) else { return Ok(true) };
+    if l <= c {
+        return Ok(false);
+    }
+    if c == (0, 0) {
+        let num = |name: &str| field(name).and_then(|v| v.parse::<u64>().ok());
+        return Ok(num("entries-added").zip(num("length")).is_none_or(|(added, held)| added > held));
+    }
+    let own: redis::streams::StreamRangeReply =
+        conn.xrange(key, cursor, cursor).await.map_err(|e| format!("reading the purge stream: {e}"))?;
+    Ok(own.ids.is_empty())
 }
 
 /// Applies a batch in order; returns the number of entries read.
@@ -219,6 +246,8 @@ pub async fn consume(app: Arc<App>, cluster: Arc<Cluster>, mut cursor: String) {
     while !cluster.is_stopped() {
         let opts = StreamReadOptions::default().count(BATCH).block(block);
         match conn.xread_options::<_, _, Option<StreamReadReply>>(&[&key], &[&cursor], &opts).await {
+            // A stopped node takes nothing more (its cursor stays where it stopped).
+            Ok(Some(_)) if cluster.is_stopped() => break,
             Ok(Some(reply)) => {
                 if apply(&app, &cluster, &reply, &mut cursor, false).await > 0 {
                     save_cursor(&cluster, &cursor).await;
