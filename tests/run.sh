@@ -11,6 +11,9 @@ command -v nasm >/dev/null || need_apt+=(nasm)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 # Headless browser for tests/browser.rs (Debian's build; nothing is downloaded by a tool).
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
+# tests/cluster.rs: a redis-server per test, and nginx for the URI-hash sample config.
+command -v redis-server >/dev/null || need_apt+=(redis-server)
+command -v nginx >/dev/null || need_apt+=(nginx)
 if [ ${#need_apt[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
