@@ -177,6 +177,7 @@ async fn refresh(app: &Arc<App>, content_type: &str, body: &[u8], query: &str, n
     let paths: Vec<String> = paths.into_iter().map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()).collect();
     let kind = kind_of(kind);
     app.cdn_api.tasks.charge(kind, paths.len(), now)?;
+    crate::cluster::purge_stream::publish(app, content_type, body, Some(query)).await?;
     purge::apply(app, tasks).await?;
     let task_id = app.next_task_id();
     app.cdn_api.tasks.add(task_id, kind, &paths, Status::Complete, now);

@@ -64,6 +64,8 @@ pub struct Config {
     pub fonts_dir: Option<std::path::PathBuf>,
     /// The HTTPS listener, its certificates and ACME (`[tls]`; off by default).
     pub tls: crate::tls::TlsConfig,
+    /// Several nodes as one CDN tier (`[cluster]`, [`crate::cluster`]); off by default.
+    pub cluster: ClusterConfig,
 }
 
 impl Default for Config {
@@ -91,7 +93,133 @@ impl Default for Config {
             shutdown_grace_ms: 10_000,
             fonts_dir: None,
             tls: crate::tls::TlsConfig::default(),
+            cluster: ClusterConfig::default(),
         }
+    }
+}
+
+/// `[cluster]`: owner routing, cluster-wide purges and membership ([`crate::cluster`]).
+/// On when `redis` or `peers` is set.
+#[derive(Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Redis for membership and the purge stream: `redis://HOST:PORT/DB` (`--cluster`).
+    /// None: no Redis (a static `peers` list still routes misses; purges stay local).
+    pub redis: Option<String>,
+    /// This node's id, unique in the cluster (`--node-id`); it places the node on the ring.
+    pub node_id: Option<String>,
+    /// Where peers reach this node's public listener: `http://HOST:PORT`
+    /// (`--cluster-advertise`).
+    pub advertise: Option<String>,
+    /// Shared secret that authenticates forwarded requests (HMAC-SHA256), at least 16
+    /// bytes (`--cluster-secret`, `IMGEDGE_CLUSTER_SECRET`).
+    pub secret: Option<String>,
+    /// Static members `id=http://HOST:PORT` (`--peers`), used with or without Redis.
+    pub peers: Vec<String>,
+    /// Prefix of every Redis key this cluster uses (several clusters can share a Redis).
+    pub key_prefix: String,
+    /// How often a node refreshes its membership and re-reads the ring, ms (default 1000).
+    pub heartbeat_ms: u64,
+    /// A member whose heartbeat is older than this drops out of the ring, ms (default 3000).
+    pub member_ttl_ms: u64,
+    /// Connect timeout to an owner, ms (default 250): past it, the node serves itself.
+    pub connect_timeout_ms: u64,
+    /// Whole forward to an owner, ms (default 5000): past it, the node serves itself.
+    pub forward_timeout_ms: u64,
+    /// Seconds a non-owner keeps what an owner sent it (0: not kept; default 5).
+    pub hot_copy_ttl_secs: u64,
+    /// Approximate length the purge stream is trimmed to (`XADD MAXLEN ~`; default 100000).
+    pub purge_stream_max_len: u64,
+    /// Folder for this node's purge-stream cursor (`--cluster-state`); None: not kept,
+    /// a restarted node starts at the stream's end (right for a memory-only cache).
+    pub state_dir: Option<std::path::PathBuf>,
+    /// Clock skew accepted on a forwarded request's timestamp, seconds (default 30).
+    pub auth_skew_secs: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            redis: None,
+            node_id: None,
+            advertise: None,
+            secret: None,
+            peers: Vec::new(),
+            key_prefix: "imgedge".into(),
+            heartbeat_ms: 1000,
+            member_ttl_ms: 3000,
+            connect_timeout_ms: 250,
+            forward_timeout_ms: 5000,
+            hot_copy_ttl_secs: 5,
+            purge_stream_max_len: 100_000,
+            state_dir: None,
+            auth_skew_secs: 30,
+        }
+    }
+}
+
+impl std::fmt::Debug for ClusterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterConfig")
+            .field("redis", &self.redis)
+            .field("node_id", &self.node_id)
+            .field("advertise", &self.advertise)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("peers", &self.peers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClusterConfig {
+    /// True when the node is part of a cluster.
+    pub fn enabled(&self) -> bool {
+        self.redis.is_some() || !self.peers.is_empty()
+    }
+
+    /// `(id, url)` of each static peer.
+    ///
+    /// # Errors
+    /// A peer that is not `id=http://HOST:PORT`.
+    pub fn static_peers(&self) -> Result<Vec<(String, String)>, String> {
+        self.peers
+            .iter()
+            .map(|p| match p.split_once('=') {
+                Some((id, url)) if !id.is_empty() && url.starts_with("http://") => {
+                    Ok((id.trim().to_owned(), url.trim().trim_end_matches('/').to_owned()))
+                }
+                _ => Err(format!("cluster.peers: {p:?} is not id=http://HOST:PORT")),
+            })
+            .collect()
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if !self.enabled() {
+            return Ok(());
+        }
+        self.static_peers()?;
+        if self.node_id.as_deref().is_none_or(str::is_empty) {
+            return Err("cluster.node_id (--node-id) must be set when the cluster is on".into());
+        }
+        if !self.advertise.as_deref().is_some_and(|a| a.starts_with("http://")) {
+            return Err(
+                "cluster.advertise (--cluster-advertise) must be http://HOST:PORT when the cluster is on".into()
+            );
+        }
+        if self.secret.as_deref().is_none_or(|s| s.len() < 16) {
+            return Err("cluster.secret (--cluster-secret or IMGEDGE_CLUSTER_SECRET) must be at least 16 bytes".into());
+        }
+        if let Some(r) = &self.redis {
+            if !(r.starts_with("redis://") || r.starts_with("rediss://")) {
+                return Err(format!("cluster.redis {r:?} must be redis://HOST:PORT/DB"));
+            }
+        }
+        if self.heartbeat_ms == 0 || self.member_ttl_ms <= self.heartbeat_ms {
+            return Err("cluster.member_ttl_ms must be greater than cluster.heartbeat_ms (> 0)".into());
+        }
+        if self.forward_timeout_ms == 0 || self.connect_timeout_ms == 0 {
+            return Err("cluster.forward_timeout_ms and cluster.connect_timeout_ms must be greater than 0".into());
+        }
+        Ok(())
     }
 }
 
@@ -577,6 +705,7 @@ impl Config {
                 return Err("purge_token must not be empty".into());
             }
         }
+        self.cluster.validate()?;
         Ok(())
     }
 

@@ -75,6 +75,10 @@ pub enum Error {
     /// The request ran past its deadline.
     #[error("request timed out")]
     Timeout,
+    /// A cluster purge could not be made durable in the purge stream (Redis down):
+    /// nothing is claimed; retry later.
+    #[error("cluster purge stream unavailable: {0}")]
+    ClusterUnavailable(String),
     // --- internal ---
     /// The same error as another request's fill this request waited for.
     #[error("{0}")]
@@ -116,7 +120,7 @@ impl Error {
                 OriginError::Upstream(_) | OriginError::Io(_) => StatusCode::BAD_GATEWAY,
                 OriginError::Config(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
-            Error::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Overloaded | Error::ClusterUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Timeout => StatusCode::GATEWAY_TIMEOUT,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Error::Shared(e) => e.status(),
@@ -148,7 +152,7 @@ impl Error {
                 OriginError::Upstream(_) | OriginError::Io(_) => "OriginError",
                 OriginError::Config(_) => "InternalError",
             },
-            Error::Overloaded => "ServiceUnavailable",
+            Error::Overloaded | Error::ClusterUnavailable(_) => "ServiceUnavailable",
             Error::Timeout => "RequestTimeout",
             Error::Internal(_) => "InternalError",
             Error::Shared(e) => e.code(),
@@ -186,6 +190,9 @@ impl Error {
                 OriginError::Config(_) => INTERNAL_MESSAGE.into(),
             },
             Error::Overloaded => "The server is busy; retry later.".into(),
+            Error::ClusterUnavailable(_) => {
+                "The purge could not be distributed to the cluster; nothing was purged. Retry later.".into()
+            }
             Error::Timeout => "The request took too long.".into(),
             Error::Internal(_) => INTERNAL_MESSAGE.into(),
             Error::Shared(e) => e.public_message(),
@@ -226,7 +233,9 @@ impl Error {
             }
         };
         match self.root() {
-            Error::Overloaded | Error::Origin(OriginError::Busy) => put(header::RETRY_AFTER, "1"),
+            Error::Overloaded | Error::Origin(OriginError::Busy) | Error::ClusterUnavailable(_) => {
+                put(header::RETRY_AFTER, "1")
+            }
             Error::InvalidRange { len } => put(header::CONTENT_RANGE, &format!("bytes */{len}")),
             Error::MethodNotAllowed(allow) => put(header::ALLOW, allow),
             Error::Unauthorized => put(header::WWW_AUTHENTICATE, "Bearer"),

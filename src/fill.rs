@@ -199,6 +199,18 @@ async fn fill(
     deadline: Instant,
     waiters: Option<Arc<Waiters>>,
 ) -> Result<Filled, Error> {
+    // Cluster: a key another node owns is fetched from it (its answer kept here as a
+    // short-lived hot copy, checked against purges like any fill); None: fill here.
+    if let Some(entry) = crate::cluster::forward::from_owner(app, req, key, deadline).await {
+        let cacheable = !entry.ttl.is_zero();
+        let entry = precompress(app, entry, deadline).await;
+        return Ok(Filled::Entry {
+            entry: Arc::new(entry),
+            status: CacheStatus::Miss,
+            cacheable,
+            purged_at: Some(started_epoch),
+        });
+    }
     // A rendition's original comes through the cache, as an entry of its own.
     if let Some(filled) =
         original::fill_rendition(app, req, key, stale, started_epoch, deadline, waiters.clone()).await?

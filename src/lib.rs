@@ -16,6 +16,7 @@ pub mod budget;
 pub mod cache;
 pub mod cdn_api;
 pub mod civil;
+pub mod cluster;
 pub mod config;
 pub mod config_env;
 pub mod cors;
@@ -83,6 +84,8 @@ pub struct App {
     pub decode_budget: Option<budget::MemoryBudget>,
     /// The CDN's own API on the admin listener: signatures, tasks, quota.
     pub cdn_api: cdn_api::CdnApi,
+    /// Cluster membership, owner routing and purge stream (`None`: a lone node).
+    pub cluster: Option<std::sync::Arc<cluster::Cluster>>,
     default_host: OnceLock<String>,
     request_seq: AtomicU64,
     request_seed: u64,
@@ -115,6 +118,7 @@ impl App {
             decoded,
             prefetch: prefetch::Tasks::default(),
             decode_budget,
+            cluster: None,
             default_host: OnceLock::new(),
             request_seq: AtomicU64::new(0),
             request_seed,
@@ -125,6 +129,12 @@ impl App {
     /// Adds the start-up fonts (see [`process::Fonts::embedded`]).
     pub fn with_fonts(mut self, fonts: std::sync::Arc<process::Fonts>) -> App {
         self.fonts = Some(fonts);
+        self
+    }
+
+    /// Joins a cluster ([`cluster::Cluster::connect`]); start it with [`cluster::start`].
+    pub fn with_cluster(mut self, cluster: std::sync::Arc<cluster::Cluster>) -> App {
+        self.cluster = Some(cluster);
         self
     }
 

@@ -97,6 +97,27 @@ struct Cli {
     /// test CAs (`tls.acme.ca_root`).
     #[arg(long, value_name = "FILE")]
     acme_ca_root: Option<PathBuf>,
+    /// Join a cluster whose membership and purge stream live in this Redis:
+    /// redis://HOST:PORT/DB (config `cluster.redis`).
+    #[arg(long = "cluster", value_name = "URL")]
+    cluster_redis: Option<String>,
+    /// This node's id in the cluster (config `cluster.node_id`).
+    #[arg(long, value_name = "ID")]
+    node_id: Option<String>,
+    /// Where peers reach this node's public listener, http://HOST:PORT
+    /// (config `cluster.advertise`).
+    #[arg(long, value_name = "URL")]
+    cluster_advertise: Option<String>,
+    /// Secret authenticating forwards between nodes; prefer IMGEDGE_CLUSTER_SECRET
+    /// (a flag shows in the process list).
+    #[arg(long, value_name = "SECRET", hide_env_values = true)]
+    cluster_secret: Option<String>,
+    /// Static cluster members id=http://HOST:PORT, comma-separated (config `cluster.peers`).
+    #[arg(long, value_name = "ID=URL", value_delimiter = ',')]
+    peers: Vec<String>,
+    /// Folder keeping this node's purge-stream cursor (config `cluster.state_dir`).
+    #[arg(long, value_name = "DIR")]
+    cluster_state: Option<PathBuf>,
 }
 
 /// A start-up failure: the one line `main` prints after `imgedge: `, and the exit code
@@ -286,6 +307,24 @@ fn load_config(cli: Cli) -> Result<(Config, bool, Vec<String>, Sources), Fail> {
         config.workers.threads = v;
     }
     apply_tls_flags(&cli_tls, &mut config.tls, &mut sources.flags);
+    if cli.cluster_redis.is_some() {
+        config.cluster.redis = cli.cluster_redis;
+    }
+    if cli.node_id.is_some() {
+        config.cluster.node_id = cli.node_id;
+    }
+    if cli.cluster_advertise.is_some() {
+        config.cluster.advertise = cli.cluster_advertise;
+    }
+    if cli.cluster_secret.is_some() {
+        config.cluster.secret = cli.cluster_secret;
+    }
+    if !cli.peers.is_empty() {
+        config.cluster.peers = cli.peers;
+    }
+    if cli.cluster_state.is_some() {
+        config.cluster.state_dir = cli.cluster_state;
+    }
     if let Err(msg) = config.validate() {
         let place = match &sources.file {
             Some(f) => {
@@ -615,7 +654,21 @@ fn run(cli: Cli) -> Result<(), Fail> {
             origin = %origin.describe(),
             "imgedge serving"
         );
-        let app = Arc::new(App::new(config, origin).with_fonts(fonts));
+        let cluster = match config.cluster.enabled() {
+            true => Some(imgedge::cluster::Cluster::connect(&config.cluster).await.map_err(|e| {
+                Fail::runtime(format!("joining the cluster: {e}. Start Redis or fix --cluster / [cluster]"))
+            })?),
+            false => None,
+        };
+        let mut app = App::new(config, origin).with_fonts(fonts);
+        if let Some(cluster) = cluster {
+            app = app.with_cluster(cluster);
+        }
+        let app = Arc::new(app);
+        // Purges this node missed are replayed before the listeners accept anything.
+        imgedge::cluster::start(&app)
+            .await
+            .map_err(|e| Fail::runtime(format!("cluster start-up: {e}. Check that Redis is reachable")))?;
         #[cfg(unix)]
         tokio::spawn(reload_on_hangup(
             hangups,

@@ -39,6 +39,11 @@ pub struct ObjectRequest {
     pub format_class: Option<&'static str>,
     /// The answer depends on `Accept` (auto-format could apply): send `Vary: Accept`.
     pub vary_accept: bool,
+    /// Path and query as parsed (after access rewrites): what a cluster node forwards
+    /// to the key's owner, which parses it into the same request.
+    pub uri: String,
+    /// Forwarded by another cluster node (authenticated): never forwarded again.
+    pub hop: bool,
 }
 
 impl ObjectRequest {
@@ -104,7 +109,10 @@ impl ObjectRequest {
             path.truncate(key_end);
         }
         let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+        let uri_text = uri.path_and_query().map_or_else(|| uri.path().to_owned(), |pq| pq.as_str().to_owned());
         Ok(ObjectRequest {
+            uri: uri_text,
+            hop: false,
             head,
             host,
             path,

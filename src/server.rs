@@ -347,10 +347,15 @@ async fn public(
     // One snapshot of the live settings for admission and parsing (one atomic load;
     // a reload meanwhile is not half seen), released before the first await.
     let live = app.live();
+    // A cluster peer's authenticated forward was admitted (and redirected, if its site
+    // forces HTTPS) by the node that received it; forwards travel in plain HTTP.
+    let hop = crate::cluster::forward::is_verified_hop(app, &parts.method, &host, &parts.uri, &parts.headers);
     // The CDN's "force redirect" comes before the access rules (a signed URL is
     // checked where it is served: over HTTPS).
     let site = live.access.site_config(&host);
-    if let Some((status, to)) = crate::tls::policy::redirect(site, via.scheme, &host, &parts.uri, via.https_port) {
+    if let Some((status, to)) = crate::tls::policy::redirect(site, via.scheme, &host, &parts.uri, via.https_port)
+        .filter(|_| !hop)
+    {
         return Response::builder()
             .status(status)
             .header(header::LOCATION, to)
@@ -358,14 +363,18 @@ async fn public(
             .body(full_body(Bytes::new()))
             .map_err(|e| Error::Internal(format!("response build: {e}")));
     }
-    let admitted = live.access.admit(RequestParts {
-        host: &host,
-        path: parts.uri.path(),
-        query: parts.uri.query(),
-        headers: &parts.headers,
-        peer: peer.ip(),
-        now,
-    })?;
+    let admitted = if hop {
+        None
+    } else {
+        live.access.admit(RequestParts {
+            host: &host,
+            path: parts.uri.path(),
+            query: parts.uri.query(),
+            headers: &parts.headers,
+            peer: peer.ip(),
+            now,
+        })?
+    };
     let rewritten: Option<http::Uri> = match admitted {
         None => None,
         Some(a) => Some(
@@ -380,6 +389,7 @@ async fn public(
     let uri = rewritten.as_ref().unwrap_or(&parts.uri);
     let mut object = ObjectRequest::parse_with_host(&parts.method, uri, host, &parts.headers, &live.chains)?;
     drop(live);
+    object.hop = hop;
     object.negotiate_format(app.config.auto_webp(), app.config.auto_avif());
     if via.scheme == Scheme::Https && app.config.tls.cache_key_scheme {
         object.format_class = Some(crate::tls::policy::https_variant(object.format_class));
@@ -412,6 +422,7 @@ async fn admin(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Respon
             purge::authorize(app, req.headers())?;
             let (content_type, query, body) = read_admin_body(req).await?;
             let tasks = purge::parse_purge(app, &content_type, &body, query.as_deref())?;
+            crate::cluster::purge_stream::publish(app, &content_type, &body, query.as_deref()).await?;
             let affected = purge::apply(app, tasks).await?;
             let task_id = app.next_task_id().to_string();
             json_response(

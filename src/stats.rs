@@ -51,6 +51,8 @@ pub struct Stats {
     hits: Counter,
     lookups: Counter,
     origin_fetches: Counter,
+    cluster_forwards: Counter,
+    cluster_fallbacks: Counter,
     origin_errors: Counter,
     origin_not_found: Counter,
     origin_latency: Histogram,
@@ -98,6 +100,14 @@ impl Default for Stats {
         registry.register("cache_lookups", "Object requests that consulted the cache", lookups.clone());
         let origin_fetches = Counter::default();
         registry.register("origin_requests", "Requests sent to the origin", origin_fetches.clone());
+        let cluster_forwards = Counter::default();
+        registry.register("cluster_forwards", "Misses answered by the key's owner node", cluster_forwards.clone());
+        let cluster_fallbacks = Counter::default();
+        registry.register(
+            "cluster_forward_fallbacks",
+            "Forwards to the owner node that failed or were too slow (filled locally instead)",
+            cluster_fallbacks.clone(),
+        );
         let origin_errors = Counter::default();
         registry.register(
             "origin_errors",
@@ -157,6 +167,8 @@ impl Default for Stats {
             hits,
             lookups,
             origin_fetches,
+            cluster_forwards,
+            cluster_fallbacks,
             origin_errors,
             origin_not_found,
             origin_latency,
@@ -189,6 +201,15 @@ impl Stats {
             if cache.is_hit() {
                 self.hits.inc();
             }
+        }
+    }
+
+    /// Counts one forward of a miss to its owner: answered (true) or filled locally.
+    pub fn cluster_forward(&self, answered: bool) {
+        if answered {
+            self.cluster_forwards.inc();
+        } else {
+            self.cluster_fallbacks.inc();
         }
     }
 

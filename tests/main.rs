@@ -17,6 +17,7 @@ mod bombs;
 mod browser;
 mod cache_budgets;
 mod cdn_api;
+mod cluster;
 mod common;
 mod connections;
 mod deadlines;

@@ -14,6 +14,9 @@ python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 # ACME test CA and its DNS for tests/tls_acme.rs; curl for tests/tls.rs.
 command -v pebble >/dev/null && command -v pebble-challtestsrv >/dev/null || need_apt+=(pebble)
 command -v curl >/dev/null || need_apt+=(curl)
+# tests/cluster.rs: a redis-server per test, and nginx for the URI-hash sample config.
+command -v redis-server >/dev/null || need_apt+=(redis-server)
+command -v nginx >/dev/null || need_apt+=(nginx)
 if [ ${#need_apt[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq

@@ -3,7 +3,7 @@
     python sweep.py IMGEDGE_BIN OUT_DIR BASELINE SETTINGS LADDER [SIZES]
 
 Fetches imgedge's lossless PNG resize of every photo (fit 400 and 1000), encodes each with
-every setting over the quality ladder (`cargo run --release --example encode_sweep`),
+every setting over the quality ladder (`cargo run --release --example encode_sweep`, source benches/encode_sweep.rs),
 scores the results against rd.py's linear-light reference, and prints per setting: the
 geometric mean of (bytes needed to reach the baseline's q80 SSIMULACRA2) / (baseline q80
 bytes), the same at equal DSSIM, and the median encode time. < 1 = fewer bytes.

@@ -192,6 +192,15 @@ impl Cache {
         (!log.vetoes_between(key, started_epoch, own)).then_some(own)
     }
 
+    /// Everything stored before now is stale: a cluster node that cannot know which
+    /// purges it missed (the purge stream was trimmed past its cursor, or lost) drops
+    /// it all. Logged as a purge of every key, so fills in flight do not store either.
+    /// Returns the entries removed. (The disk tier, once merged, must drop or ban its
+    /// entries here too.)
+    pub fn invalidate_all(&self) -> usize {
+        self.purge(PurgeTarget::Directory { host: None, prefix: "/".into() }, true)
+    }
+
     /// [`Cache::purge`], also returning the epoch the purge was logged at.
     fn purge_at(&self, target: PurgeTarget, force: bool) -> (usize, u64) {
         let keys: Vec<CacheKey> = match &target {
@@ -363,6 +372,17 @@ mod tests {
         assert_eq!(c.purge(PurgeTarget::Path { host: None, path }, true), 1);
         assert!(c.get(&entry("/d/a", Some("q=1")).key).is_some());
         assert_eq!(c.purge(PurgeTarget::Directory { host: None, prefix: "/d/".into() }, true), 1);
+    }
+
+    #[test]
+    fn invalidate_all_drops_everything_and_vetoes_fills_in_flight() {
+        let c = Cache::new(1 << 20, Duration::from_secs(1));
+        c.insert(entry("/a.jpg", None), 0);
+        c.insert(entry("/d/b.jpg", Some("v=1")), 0);
+        let started = c.epoch();
+        assert_eq!(c.invalidate_all(), 2);
+        assert_eq!(c.entry_count(), 0);
+        assert!(!c.insert(entry("/x.jpg", None), started));
     }
 
     #[test]

@@ -84,9 +84,14 @@ pub async fn start_with(origin: impl AsRef<Path>, tweak: impl FnOnce(&mut Config
 pub async fn start_app(config: Config, origin: Origin) -> TestServer {
     let public = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app = Arc::new(App::new(config, origin).with_fonts(fonts()));
+    serve_app(public, admin, app)
+}
+
+/// Serves a ready app on bound listeners (tests that build the app themselves).
+pub fn serve_app(public: tokio::net::TcpListener, admin: tokio::net::TcpListener, app: Arc<App>) -> TestServer {
     let addr = public.local_addr().unwrap();
     let admin_addr = admin.local_addr().unwrap();
-    let app = Arc::new(App::new(config, origin).with_fonts(fonts()));
     let (stop, stopped) = oneshot::channel::<()>();
     let serve_app = Arc::clone(&app);
     let task = tokio::spawn(async move {

@@ -1,0 +1,458 @@
+//! Issue 18: several nodes as one CDN tier. Each test starts its own redis-server
+//! (Debian's, on a free loopback port, no persistence unless said) and three imgedge
+//! nodes in-process on loopback ports, joined through it.
+
+use crate::common::mock_origin::{Fault, FaultOrigin};
+use crate::common::server::{fonts, serve_app, TestServer};
+use imgedge::cache::CacheKey;
+use imgedge::origin::Origin;
+use imgedge::{App, Config};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const SECRET: &str = "test-cluster-secret-0123456789";
+const HOST: &str = "img.test";
+
+/// A redis-server child on 127.0.0.1:`port`, killed when dropped.
+struct Redis {
+    port: u16,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut r = Redis { port, child: None, dir: tempfile::tempdir().unwrap() };
+        r.restart();
+        r
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (tests/run.sh installs it)");
+        self.child = Some(child);
+        let until = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < until, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn cli(&self, args: &[&str]) -> String {
+        let out =
+            Command::new("redis-cli").args(["-p", &self.port.to_string()]).args(args).output().expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// One node of the test cluster.
+async fn node(id: &str, redis: &str, origin: &str, tweak: impl FnOnce(&mut Config)) -> TestServer {
+    let public = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut config = Config::default();
+    config.origin = origin.to_owned();
+    config.access_log = false;
+    config.cluster.redis = Some(redis.to_owned());
+    config.cluster.node_id = Some(id.to_owned());
+    config.cluster.advertise = Some(format!("http://{}", public.local_addr().unwrap()));
+    config.cluster.secret = Some(SECRET.into());
+    config.cluster.heartbeat_ms = 200;
+    config.cluster.member_ttl_ms = 1000;
+    tweak(&mut config);
+    config.validate().unwrap();
+    let origin = Origin::from_spec(&config.origin).unwrap();
+    let cluster = imgedge::cluster::Cluster::connect(&config.cluster).await.unwrap();
+    let app = Arc::new(App::new(config, origin).with_fonts(fonts()).with_cluster(cluster));
+    imgedge::cluster::start(&app).await.unwrap();
+    serve_app(public, admin, app)
+}
+
+async fn three(redis: &Redis, origin: &str) -> Vec<TestServer> {
+    let mut nodes = Vec::new();
+    for id in ["n1", "n2", "n3"] {
+        nodes.push(node(id, &redis.url(), origin, |_| {}).await);
+    }
+    wait_for_members(&nodes, 3).await;
+    nodes
+}
+
+/// Waits (bounded) until every node's ring has `n` members.
+async fn wait_for_members(nodes: &[TestServer], n: usize) {
+    let until = Instant::now() + Duration::from_secs(10);
+    while !nodes.iter().all(|s| s.app.cluster.as_ref().unwrap().ring().members().len() == n) {
+        assert!(Instant::now() < until, "rings did not reach {n} members");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn jpeg() -> Vec<u8> {
+    std::fs::read("fixtures/libvips_rotation_6_progressive_icc.jpg").unwrap()
+}
+
+fn metric(app: &App, name: &str) -> f64 {
+    let text = app.stats.render(app);
+    text.lines().filter(|l| l.starts_with(name)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
+}
+
+fn encodes(nodes: &[TestServer]) -> f64 {
+    nodes.iter().map(|s| metric(&s.app, "imgedge_process_stage_seconds_count{stage=\"encode\"}")).sum()
+}
+
+fn plain_key(path: &str) -> CacheKey {
+    CacheKey::new(HOST, path, None, None, None, &[])
+}
+
+async fn get(s: &TestServer, pq: &str) -> crate::common::server::TestResponse {
+    s.get_with(pq, &[("host", HOST)]).await
+}
+
+/// Item 2: 50 concurrent requests for one new rendition spread evenly over 3 nodes
+/// cost one origin GET and one encode; all are 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_over_three_nodes_costs_one_origin_get_and_one_encode() {
+    let redis = Redis::start();
+    // A slow first answer, so the whole burst arrives while the fill runs.
+    let origin = FaultOrigin::start(jpeg(), vec![Fault::Delay(Duration::from_millis(400))]).await;
+    let nodes = Arc::new(three(&redis, &origin.url()).await);
+    let pq = "/burst/a.jpg?x-oss-process=image/resize,w_64/format,png";
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let nodes = Arc::clone(&nodes);
+        tasks.push(tokio::spawn(async move {
+            let r = get(&nodes[i % 3], pq).await;
+            (r.status.as_u16(), r.body.len())
+        }));
+    }
+    for t in tasks {
+        let (status, len) = t.await.unwrap();
+        assert_eq!(status, 200);
+        assert!(len > 0);
+    }
+    assert_eq!(origin.requests(), 1, "one origin GET for the whole cluster");
+    assert_eq!(encodes(&nodes), 1.0, "one encode for the whole cluster");
+    let forwards: f64 = nodes.iter().map(|s| metric(&s.app, "imgedge_cluster_forwards_total")).sum();
+    assert_eq!(forwards, 2.0, "one forward from each non-owner");
+    // The non-owners keep a hot copy: a repeat is a hit there, without a hop.
+    for s in nodes.iter() {
+        assert!(get(s, pq).await.x_cache().starts_with("HIT"));
+    }
+    assert_eq!(nodes.iter().map(|s| metric(&s.app, "imgedge_cluster_forwards_total")).sum::<f64>(), 2.0);
+}
+
+/// Item 2: a forged or missing signature is not a hop (the node forwards it as any
+/// request, and its access rules apply); only a signed hop is trusted.
+#[test]
+fn forward_signatures_are_checked() {
+    let v = imgedge::cluster::forward::sign(SECRET.as_bytes(), "n1", HOST, "/a.jpg", 100);
+    assert!(imgedge::cluster::forward::verify(SECRET.as_bytes(), 30, &v, "GET", HOST, "/a.jpg", 100));
+    assert!(!imgedge::cluster::forward::verify(b"wrong-secret-0123456", 30, &v, "GET", HOST, "/a.jpg", 100));
+}
+
+/// Item 3: a purge on any node reaches every node; prints the p99 time until no node
+/// holds the purged entry (measured, not asserted: the issue's bound is 50 ms).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn purges_sent_to_any_node_reach_every_node() {
+    let redis = Redis::start();
+    let origin = FaultOrigin::start(&b"hello cluster"[..], vec![]).await;
+    let nodes = three(&redis, &origin.url()).await;
+    let mut took = Vec::new();
+    for i in 0..100 {
+        let path = format!("/p/obj{i}.txt");
+        for s in &nodes {
+            assert_eq!(get(s, &path).await.status, 200);
+        }
+        let key = plain_key(&path);
+        assert!(nodes.iter().all(|s| s.app.cache.get(&key).is_some()), "warmed everywhere");
+        let via = &nodes[i % 3];
+        let started = Instant::now();
+        let r = via.admin_json("/purge", serde_json::json!({"type": "file", "paths": [path]}), None).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let until = Instant::now() + Duration::from_secs(5);
+        while nodes.iter().any(|s| s.app.cache.get(&key).is_some()) {
+            assert!(Instant::now() < until, "purge {i} did not reach every node");
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        took.push(started.elapsed());
+    }
+    took.sort();
+    println!("cluster purge, 100 purges over 3 nodes: p50 {:?} p99 {:?} max {:?}", took[49], took[98], took[99]);
+    // A CDN-API style purge goes through the stream too (its form is the same record).
+    assert!(redis.cli(&["XLEN", "imgedge:purges"]).parse::<u64>().unwrap() >= 100);
+}
+
+/// Item 4: Redis killed → nodes serve hits and misses, purges answer 503; Redis
+/// back → purges work again and reach the other nodes, without restarting anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_down_keeps_serving_refuses_purges_and_recovers() {
+    let mut redis = Redis::start();
+    let origin = FaultOrigin::start(&b"body"[..], vec![]).await;
+    let nodes = three(&redis, &origin.url()).await;
+    for s in &nodes {
+        assert_eq!(get(s, "/r/hit.txt").await.status, 200);
+    }
+    redis.kill();
+    for (i, s) in nodes.iter().enumerate() {
+        assert_eq!(get(s, "/r/hit.txt").await.status, 200, "hit with Redis down");
+        assert_eq!(get(s, &format!("/r/miss{i}.txt")).await.status, 200, "miss with Redis down");
+    }
+    let purge = serde_json::json!({"type": "file", "paths": ["/r/hit.txt"]});
+    let r = nodes[0].admin_json("/purge", purge.clone(), None).await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.header("retry-after"), "1");
+    assert!(nodes[0].app.cache.get(&plain_key("/r/hit.txt")).is_some(), "a refused purge purges nothing");
+    redis.restart();
+    let until = Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = nodes[0].admin_json("/purge", purge.clone(), None).await;
+        if r.status == 200 {
+            break;
+        }
+        assert_eq!(r.status, 503);
+        assert!(Instant::now() < until, "purges did not come back with Redis");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let key = plain_key("/r/hit.txt");
+    let until = Instant::now() + Duration::from_secs(15);
+    while nodes.iter().any(|s| s.app.cache.get(&key).is_some()) {
+        assert!(Instant::now() < until, "the purge did not reach the other nodes after Redis came back");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Membership came back too.
+    wait_for_members(&nodes, 3).await;
+}
+
+/// 60 requests for new keys, spread over `nodes`; their statuses.
+async fn burst(round: usize, nodes: &[TestServer]) -> Vec<u16> {
+    let futs: Vec<_> = (0..60)
+        .map(|i| {
+            let s = &nodes[i % nodes.len()];
+            async move { get(s, &format!("/k/{round}/{i}.txt")).await.status.as_u16() }
+        })
+        .collect();
+    futures_util::future::join_all(futs).await
+}
+
+/// Item 4: a node killed mid-burst → its keys move after the member TTL, and no
+/// request to the surviving nodes fails meanwhile (forwards fall back to local fills).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_node_drops_out_and_no_request_fails() {
+    let redis = Redis::start();
+    let origin = FaultOrigin::start(&b"body"[..], vec![]).await;
+    let mut nodes = three(&redis, &origin.url()).await;
+    let dead = nodes.remove(1);
+    let kill = async {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        dead.app.cluster.as_ref().unwrap().stop();
+        dead.stop().await;
+    };
+    // Killed mid-burst: the survivors' requests all succeed.
+    let (statuses, ()) = tokio::join!(burst(0, &nodes), kill);
+    assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
+    // Right after the kill the survivors still route some keys to it, and fall back.
+    assert!(burst(1, &nodes).await.iter().all(|&s| s == 200));
+    let fallbacks: f64 = nodes.iter().map(|s| metric(&s.app, "imgedge_cluster_forward_fallbacks_total")).sum();
+    assert!(fallbacks > 0.0, "some keys were owned by the dead node");
+    wait_for_members(&nodes, 2).await;
+    assert!(burst(2, &nodes).await.iter().all(|&s| s == 200));
+    let after: f64 = nodes.iter().map(|s| metric(&s.app, "imgedge_cluster_forward_fallbacks_total")).sum();
+    assert_eq!(after, fallbacks, "once the ring moved, nothing is routed to the dead node");
+}
+
+/// Item 4: a slow fill (here: a forward whose owner waits on a slow origin) never
+/// stores what a purge issued meanwhile on a third node removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slow_fill_never_undoes_a_purge_from_another_node() {
+    let redis = Redis::start();
+    let origin = FaultOrigin::start(&b"old bytes"[..], vec![Fault::Delay(Duration::from_millis(800))]).await;
+    let nodes = Arc::new(three(&redis, &origin.url()).await);
+    // A path whose owner is not node 0, so node 0 forwards it.
+    let (path, owner) = (0..100)
+        .find_map(|i| {
+            let path = format!("/slow/{i}.txt");
+            let owner = nodes[0].app.cluster.as_ref().unwrap().remote_owner(&plain_key(&path).hash)?;
+            Some((path, owner.id))
+        })
+        .unwrap();
+    let third = nodes.iter().position(|s| {
+        let id = &s.app.cluster.as_ref().unwrap().node_id;
+        *id != owner && *id != "n1"
+    });
+    let third = third.unwrap();
+    let fill = {
+        let (nodes, path) = (Arc::clone(&nodes), path.clone());
+        tokio::spawn(async move { get(&nodes[0], &path).await.status })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r = nodes[third].admin_json("/purge", serde_json::json!({"type": "file", "paths": [path]}), None).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(fill.await.unwrap(), 200);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let key = plain_key(&path);
+    for s in nodes.iter() {
+        assert!(
+            s.app.cache.get(&key).is_none(),
+            "{} stored a fill that started before the purge",
+            s.app.cluster.as_ref().unwrap().node_id
+        );
+    }
+}
+
+/// Item 3: a node that was down replays the purges it missed (from the cursor in its
+/// state folder) before it serves; one whose cursor the stream was trimmed past
+/// treats everything it holds as stale.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restarted_node_replays_missed_purges_or_drops_everything_if_trimmed() {
+    let redis = Redis::start();
+    let origin = FaultOrigin::start(&b"body"[..], vec![]).await;
+    let state = tempfile::tempdir().unwrap();
+    let dir = state.path().to_owned();
+    let other = node("other", &redis.url(), &origin.url(), |_| {}).await;
+    let restarted = |dir: std::path::PathBuf| {
+        let (url, o) = (redis.url(), origin.url());
+        async move {
+            let mut config = Config::default();
+            config.origin = o;
+            config.cluster.redis = Some(url);
+            config.cluster.node_id = Some("disk".into());
+            config.cluster.advertise = Some("http://127.0.0.1:9".into());
+            config.cluster.secret = Some(SECRET.into());
+            config.cluster.state_dir = Some(dir);
+            let cluster = imgedge::cluster::Cluster::connect(&config.cluster).await.unwrap();
+            let origin = Origin::from_spec(&config.origin).unwrap();
+            Arc::new(App::new(config, origin).with_cluster(cluster))
+        }
+    };
+    let entry = |path: &str| {
+        Arc::new(imgedge::cache::Entry::new(
+            plain_key(path),
+            http::StatusCode::OK,
+            bytes::Bytes::from_static(b"kept across the restart"),
+            "text/plain".into(),
+            None,
+            None,
+            None,
+            Duration::from_secs(600),
+        ))
+    };
+    // First run: writes its cursor.
+    let first = restarted(dir.clone()).await;
+    imgedge::cluster::start(&first).await.unwrap();
+    first.cluster.as_ref().unwrap().stop();
+    assert!(dir.join("purge-cursor").exists());
+    // While it is down, another node purges.
+    let r = other.admin_json("/purge", serde_json::json!({"type": "file", "paths": ["/d/missed.txt"]}), None).await;
+    assert_eq!(r.status, 200);
+    // Restart with what its disk tier would bring back (stood in for by L1 here).
+    let second = restarted(dir.clone()).await;
+    second.cache.insert(entry("/d/missed.txt"), 0);
+    second.cache.insert(entry("/d/kept.txt"), 0);
+    imgedge::cluster::start(&second).await.unwrap();
+    assert!(second.cache.get(&plain_key("/d/missed.txt")).is_none(), "the missed purge was replayed before serving");
+    assert!(second.cache.get(&plain_key("/d/kept.txt")).is_some(), "nothing else was dropped");
+    second.cluster.as_ref().unwrap().stop();
+    // Down again; the stream is trimmed past its cursor.
+    for i in 0..5 {
+        let r =
+            other.admin_json("/purge", serde_json::json!({"type": "file", "paths": [format!("/x{i}")]}), None).await;
+        assert_eq!(r.status, 200);
+    }
+    assert!(redis.cli(&["XTRIM", "imgedge:purges", "MAXLEN", "0"]).parse::<u64>().unwrap() > 0);
+    let third = restarted(dir.clone()).await;
+    third.cache.insert(entry("/d/kept.txt"), 0);
+    imgedge::cluster::start(&third).await.unwrap();
+    assert!(third.cache.get(&plain_key("/d/kept.txt")).is_none(), "trimmed past the cursor: all stale");
+    third.cluster.as_ref().unwrap().stop();
+}
+
+/// Item 6: the sample nginx config (`hash $request_uri consistent`) in front of three
+/// independent nodes sends each URI to one node: one origin GET per URI, however many
+/// times it is asked, and different URIs spread over the nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn uri_hash_nginx_sends_each_uri_to_one_node() {
+    let origin = FaultOrigin::start(&b"body"[..], vec![]).await;
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(crate::common::server::start_with(".", |c| c.origin = origin.url()).await);
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let sample = std::fs::read_to_string("assets/deploy/nginx-uri-hash.conf").unwrap();
+    let mut servers = nodes.iter().map(|s| format!("        server {} max_fails=2 fail_timeout=5s;", s.addr));
+    let conf: Vec<String> = sample
+        .lines()
+        .map(|l| match l.trim_start() {
+            t if t.starts_with("server 10.0.0.") => servers.next().unwrap(),
+            "listen 80;" => format!("        listen 127.0.0.1:{port};"),
+            "http {" => format!(
+                "http {{\n    access_log off;\n    client_body_temp_path {0}/b;\n    proxy_temp_path {0}/p;\n    \
+                 fastcgi_temp_path {0}/f;\n    uwsgi_temp_path {0}/u;\n    scgi_temp_path {0}/s;",
+                dir.path().display()
+            ),
+            _ => l.to_owned(),
+        })
+        .collect();
+    let conf_path = dir.path().join("nginx.conf");
+    std::fs::write(&conf_path, conf.join("\n")).unwrap();
+    let pid = dir.path().join("nginx.pid");
+    let mut nginx = Command::new("nginx")
+        .arg("-p")
+        .arg(dir.path())
+        .arg("-c")
+        .arg(&conf_path)
+        .arg("-g")
+        .arg(format!("daemon off; pid {}; error_log stderr;", pid.display()))
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("nginx is installed");
+    let until = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < until, "nginx did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let fetch = |pq: String| {
+        let client = client.clone();
+        async move {
+            let req = http::Request::get(format!("http://127.0.0.1:{port}{pq}"))
+                .header("host", HOST)
+                .body(http_body_util::Empty::<bytes::Bytes>::new())
+                .unwrap();
+            client.request(req).await.unwrap().status().as_u16()
+        }
+    };
+    for i in 0..30 {
+        for _ in 0..4 {
+            assert_eq!(fetch(format!("/u/{i}.txt?x=1")).await, 200);
+        }
+    }
+    let _ = nginx.kill();
+    let _ = nginx.wait();
+    assert_eq!(origin.requests(), 30, "each URI was fetched by one node only");
+    let busy = nodes.iter().filter(|s| s.app.stats.origin_fetches() > 0).count();
+    assert!(busy >= 2, "URIs spread over the nodes ({busy} of 3 used)");
+}
