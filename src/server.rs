@@ -353,8 +353,8 @@ async fn public(
     // The CDN's "force redirect" comes before the access rules (a signed URL is
     // checked where it is served: over HTTPS).
     let site = live.access.site_config(&host);
-    if let Some((status, to)) = crate::tls::policy::redirect(site, via.scheme, &host, &parts.uri, via.https_port)
-        .filter(|_| !hop)
+    if let Some((status, to)) =
+        crate::tls::policy::redirect(site, via.scheme, &host, &parts.uri, via.https_port).filter(|_| !hop)
     {
         return Response::builder()
             .status(status)

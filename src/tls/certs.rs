@@ -87,10 +87,13 @@ pub fn fingerprint(key: &CertifiedKey) -> String {
     hex::encode(sha2::Sha256::digest(leaf))
 }
 
-/// The leaf's (notBefore, notAfter) as Unix seconds (see [`crate::tls::der`]).
+/// The leaf's (notBefore, notAfter) as Unix seconds, for renewal decisions only (a
+/// certificate whose dates cannot be read counts as due).
 pub fn validity(key: &CertifiedKey) -> Option<(i64, i64)> {
     let leaf = key.cert.first()?;
-    crate::tls::der::validity(leaf.as_ref())
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
+    let v = cert.validity();
+    Some((v.not_before.timestamp(), v.not_after.timestamp()))
 }
 
 #[cfg(test)]
@@ -122,5 +125,21 @@ mod tests {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tls");
         let loaded = load(&dir.join("rsa.crt"), &dir.join("rsa.key")).unwrap();
         assert_eq!(fingerprint(&loaded).len(), 64);
+    }
+
+    #[test]
+    fn validity_reads_the_leaf_dates() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["a.test".into()]).unwrap();
+        params.not_before = rcgen::date_time_ymd(2024, 2, 29);
+        params.not_after = rcgen::date_time_ymd(2051, 1, 1);
+        let cert = params.self_signed(&key).unwrap();
+        let certified = unchecked(cert.der().clone(), &PrivateKeyDer::Pkcs8(key.serialize_der().into())).unwrap();
+        assert_eq!(validity(&certified), Some((1_709_164_800, 2_556_144_000)));
+        let junk = unchecked(
+            CertificateDer::from(b"\x30\x05junk".to_vec()),
+            &PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        );
+        assert!(junk.map(|k| validity(&k)).ok().flatten().is_none());
     }
 }

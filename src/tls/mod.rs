@@ -13,7 +13,6 @@
 pub mod acme;
 pub mod certs;
 pub mod config;
-mod der;
 pub mod listener;
 pub mod policy;
 pub mod resolver;
