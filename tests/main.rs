@@ -21,6 +21,7 @@ mod common;
 mod connections;
 mod deadlines;
 mod deploy;
+mod disk_tier;
 mod env_config;
 mod explain;
 mod fuzz_replay;
