@@ -330,7 +330,7 @@ mod tests {
         let bans = Bans::open(dir.path()).unwrap();
         let before = bans.current();
         assert!(bans.ban(&PurgeTarget::Directory { host: None, prefix: "/d/".into() }, true, true, || ()).0);
-        assert!(bans.ban(&PurgeTarget::Regex(Regex::new("^h/s/.*w_1").unwrap()), false, true, || ()).0);
+        assert!(bans.ban(&PurgeTarget::Regex(Regex::new("^h/s/").unwrap()), false, true, || ()).0);
         let k = key("/d/a.jpg");
         assert_eq!(bans.verdict(&k, before), Verdict::Gone);
         assert_eq!(bans.verdict(&k, bans.current()), Verdict::Clean, "written after the ban");

@@ -437,6 +437,51 @@ mod tests {
         assert_eq!(c.purge(PurgeTarget::Directory { host: None, prefix: "/d/".into() }, true), 1);
     }
 
+    async fn on_disk(c: &Cache, key: &CacheKey) -> bool {
+        for _ in 0..200 {
+            if c.disk().unwrap().get(key).await.is_some() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
+    }
+
+    /// Issue 17 items 1 and 4: the disk tier under the memory cache follows the same
+    /// rules: a fill racing a purge writes nothing to disk, a memory miss finds the disk
+    /// copy and promotes it, hard purges (directory) remove it and soft ones make it stale.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_disk_tier_follows_fills_and_purges() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Cache::new(1 << 20, Duration::from_secs(1));
+        c.attach_disk(Arc::new(disk::Disk::open(dir.path(), 32 << 20).await.unwrap()));
+
+        let raced = entry("/a.jpg", None);
+        let started = c.epoch();
+        c.purge(PurgeTarget::Path { host: None, path: "/a.jpg".into() }, true);
+        assert!(!c.insert(Arc::clone(&raced), started));
+
+        let b = entry("/d/b.jpg", None);
+        let s = entry("/s/x.jpg", None);
+        assert!(c.insert(Arc::clone(&b), c.epoch()));
+        assert!(c.insert(Arc::clone(&s), c.epoch()));
+        assert!(on_disk(&c, &b.key).await && on_disk(&c, &s.key).await);
+        assert!(c.disk().unwrap().get(&raced.key).await.is_none(), "a vetoed fill is not written to disk");
+
+        c.store.remove(&b.key.hash);
+        let promoted = c.get_from_disk(&b.key).await.unwrap();
+        assert!(promoted.is_fresh(std::time::SystemTime::now()));
+        assert!(c.get(&b.key).is_some(), "promoted to memory");
+
+        c.purge(PurgeTarget::Directory { host: None, prefix: "/d/".into() }, true);
+        assert!(c.get(&b.key).is_none() && c.get_from_disk(&b.key).await.is_none());
+
+        c.store.remove(&s.key.hash);
+        c.purge(PurgeTarget::Directory { host: None, prefix: "/s/".into() }, false);
+        let soft = c.get_from_disk(&s.key).await.unwrap();
+        assert!(!soft.is_fresh(std::time::SystemTime::now()), "a soft purge makes the disk copy stale");
+    }
+
     #[test]
     fn regex_matches_canonical_url() {
         let c = Cache::new(1 << 20, Duration::from_secs(1));
