@@ -290,6 +290,12 @@ pub struct CacheConfig {
     pub lock_timeout_ms: u64,
     /// Cache-Control sent to clients; `{ttl}` is replaced by the entry's TTL in seconds.
     pub client_cache_control: String,
+    /// Directory of the disk tier under the memory cache (L2; entries survive
+    /// restarts). Unset (the default): memory only.
+    pub disk_dir: Option<std::path::PathBuf>,
+    /// Bytes the disk tier may use in `disk_dir` (at least 16MiB) [default: 1GiB].
+    #[serde(deserialize_with = "de_size")]
+    pub disk_size: u64,
 }
 
 impl Default for CacheConfig {
@@ -305,6 +311,8 @@ impl Default for CacheConfig {
             ignore_params: Vec::new(),
             lock_timeout_ms: 10_000,
             client_cache_control: "public, max-age={ttl}".into(),
+            disk_dir: None,
+            disk_size: 1 << 30,
         }
     }
 }
@@ -666,6 +674,9 @@ impl Config {
                 "webp" | "avif" => {}
                 other => return Err(format!("auto_format: unknown format {other:?} (webp, avif)")),
             }
+        }
+        if self.cache.disk_dir.is_some() && self.cache.disk_size < crate::cache::disk::MIN_SIZE {
+            return Err("cache.disk_size must be at least 16MiB".into());
         }
         let in_flight = self.origin_client.max_bytes_in_flight;
         if in_flight > 0 && in_flight < self.cache.max_object_size.max(self.limits.max_source_bytes) {

@@ -40,15 +40,25 @@ pub async fn explain(app: &Arc<App>, query: Option<&str>, headers: &HeaderMap) -
         &app.config.cache.ignore_params,
     );
     let now = SystemTime::now();
-    let cache = match app.cache.get(&key) {
+    // Which tier would answer: memory first, then the disk tier (looking there
+    // promotes the entry to memory, as a request would).
+    let (found, tier) = match app.cache.get(&key) {
+        Some(e) => (Some(e), "memory"),
+        None => match app.cache.get_from_disk(&key).await {
+            Some(e) => (Some(e), "disk"),
+            None => (None, "none"),
+        },
+    };
+    let cache = match found {
         Some(e) => json!({
+            "tier": tier,
             "state": if e.is_fresh(now) { "fresh" } else { "stale" },
             "age_secs": e.age(now).as_secs(),
             "ttl_secs": e.ttl.as_secs(),
             "bytes": e.body.len(),
             "content_type": e.content_type,
         }),
-        None => json!({"state": "absent"}),
+        None => json!({"state": "absent", "tier": tier, "disk_tier": app.cache.disk().is_some()}),
     };
     Ok(json!({
         "object_key": req.key(),

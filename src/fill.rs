@@ -79,6 +79,11 @@ pub async fn serve_object_until(app: &Arc<App>, req: &ObjectRequest, deadline: I
         if entry.is_fresh(SystemTime::now()) {
             return Ok(Served::Entry(entry, CacheStatus::Hit));
         }
+    } else if let Some(entry) = app.cache.get_from_disk(&key).await {
+        // Promoted to memory; a stale one is revalidated by the fill below.
+        if entry.is_fresh(SystemTime::now()) {
+            return Ok(Served::Entry(entry, CacheStatus::DiskHit));
+        }
     }
     // A fresh hit never waits; all that can (the lock, a fill, another request's fill)
     // runs under the request deadline, whose timer a hit then does not pay for.

@@ -35,6 +35,13 @@ struct Cli {
     /// Largest object that is cached; larger ones stream through, e.g. 32MiB.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     max_cacheable_size: Option<u64>,
+    /// Directory of the disk cache tier under the memory cache; entries survive
+    /// restarts [default: none, memory only].
+    #[arg(long, value_name = "DIR")]
+    disk_cache: Option<PathBuf>,
+    /// Disk cache tier size, e.g. 20GiB (at least 16MiB) [default: 1GiB].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    disk_cache_size: Option<u64>,
     /// Decoded-source cache size in bytes of pixels, 0 to disable [default: 32MiB].
     #[arg(long, value_name = "SIZE", value_parser = parse_size, env = "IMGEDGE_DECODED_CACHE_SIZE")]
     decoded_cache_size: Option<u64>,
@@ -262,6 +269,7 @@ fn load_config(cli: Cli) -> Result<(Config, bool, Vec<String>, Sources), Fail> {
     flag(cli.admin_listen.is_some(), "--admin-listen", &mut sources.flags);
     flag(cli.origin.is_some(), "--origin", &mut sources.flags);
     flag(cli.fonts_dir.is_some(), "--fonts-dir", &mut sources.flags);
+    flag(cli.disk_cache.is_some(), "--disk-cache", &mut sources.flags);
     if let Some(v) = cli.listen {
         config.listen = v;
     }
@@ -273,6 +281,12 @@ fn load_config(cli: Cli) -> Result<(Config, bool, Vec<String>, Sources), Fail> {
     }
     if let Some(v) = cli.cache_size {
         config.cache.size = v;
+    }
+    if let Some(v) = cli.disk_cache {
+        config.cache.disk_dir = Some(v);
+    }
+    if let Some(v) = cli.disk_cache_size {
+        config.cache.disk_size = v;
     }
     if let Some(v) = cli.decoded_cache_size {
         config.cache.decoded_size = v;
@@ -646,6 +660,8 @@ fn run(cli: Cli) -> Result<(), Fail> {
         #[cfg(unix)]
         let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .map_err(|e| Fail::runtime(format!("listening for SIGHUP: {e}")))?;
+        // The disk tier recovers before the first request is accepted.
+        let disk = open_disk_cache(&config, &sources).await?;
         // Log the bound addresses (port 0 picks one), so scripts and tests can find them.
         tracing::info!(
             listen = %local_opt(public.as_ref()),
@@ -665,7 +681,11 @@ fn run(cli: Cli) -> Result<(), Fail> {
             app = app.with_cluster(cluster);
         }
         let app = Arc::new(app);
-        // Purges this node missed are replayed before the listeners accept anything.
+        if let Some(disk) = disk {
+            app.cache.attach_disk(disk);
+        }
+        // Purges this node missed are replayed (to the disk tier too) before the listeners
+        // accept anything.
         imgedge::cluster::start(&app)
             .await
             .map_err(|e| Fail::runtime(format!("cluster start-up: {e}. Check that Redis is reachable")))?;
@@ -679,10 +699,37 @@ fn run(cli: Cli) -> Result<(), Fail> {
         ));
         #[cfg(not(unix))]
         let _ = (cli, log_switch);
-        imgedge::serve_with_tls(public, admin, tls, app, shutdown_signal())
+        imgedge::serve_with_tls(public, admin, tls, Arc::clone(&app), shutdown_signal())
             .await
             .map_err(|e| Fail::runtime(format!("serving stopped: {e}")))?;
+        if let Some(disk) = app.cache.disk() {
+            // Flushes what is queued, so a SIGTERM keeps every completed write.
+            disk.close().await;
+        }
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// Opens the disk cache tier when one is configured (recovering what it holds).
+async fn open_disk_cache(
+    config: &imgedge::Config,
+    sources: &Sources,
+) -> Result<Option<Arc<imgedge::cache::disk::Disk>>, Fail> {
+    let Some(dir) = &config.cache.disk_dir else {
+        return Ok(None);
+    };
+    let disk = imgedge::cache::disk::Disk::open(dir, config.cache.disk_size).await.map_err(|e| {
+        Fail::config(format!(
+            "the disk cache ({}) cannot be opened: {e}. Give a writable directory or unset it",
+            sources.of("cache.disk_dir", Some("--disk-cache"))
+        ))
+    })?;
+    tracing::info!(
+        dir = %dir.display(),
+        size = disk.capacity(),
+        open_ms = disk.open_time.as_millis() as u64,
+        "disk cache open"
+    );
+    Ok(Some(Arc::new(disk)))
 }

@@ -302,8 +302,9 @@ impl Stats {
         let ratio = if lookups == 0 { 0.0 } else { self.hits.get() as f64 / lookups as f64 };
         let body = out.trim_end_matches("# EOF\n");
         let process = crate::proc_stats::render();
+        let disk = app.cache.disk().map(|d| d.render_metrics()).unwrap_or_default();
         format!(
-            "{body}# HELP imgedge_cache_hit_ratio Share of cache lookups answered from cache since start.\n# TYPE imgedge_cache_hit_ratio gauge\nimgedge_cache_hit_ratio {ratio}\n{process}# EOF\n"
+            "{body}# HELP imgedge_cache_hit_ratio Share of cache lookups answered from cache since start.\n# TYPE imgedge_cache_hit_ratio gauge\nimgedge_cache_hit_ratio {ratio}\n{disk}{process}# EOF\n"
         )
     }
 }

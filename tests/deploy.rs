@@ -54,14 +54,20 @@ fn systemd_unit_starts_as_shipped_under_its_own_user() {
     assert_eq!(meta.gid(), gid, "the service's group can read the config");
 
     // What an operator puts in /etc/imgedge/env; here: ephemeral ports, and the origin
-    // folder inside the scratch root (the shipped config names /srv/media).
+    // folder and disk cache inside the scratch root (the shipped config names /srv/media
+    // and /var/cache/imgedge/disk).
     let media = root.join("srv/media");
     std::fs::write(media.join("hello.txt"), "installed").unwrap();
     std::fs::set_permissions(media.join("hello.txt"), std::fs::Permissions::from_mode(0o644)).unwrap();
     let env_file = rooted(root, unit_value(&unit, "EnvironmentFile").trim_start_matches('-'));
     std::fs::write(
         &env_file,
-        format!("IMGEDGE_LISTEN=127.0.0.1:0\nIMGEDGE_ADMIN_LISTEN=127.0.0.1:0\nIMGEDGE_ORIGIN={}\n", media.display()),
+        format!(
+            "IMGEDGE_LISTEN=127.0.0.1:0\nIMGEDGE_ADMIN_LISTEN=127.0.0.1:0\nIMGEDGE_ORIGIN={}\n\
+             IMGEDGE_CACHE_DISK_DIR={}\nIMGEDGE_CACHE_DISK_SIZE=64MiB\n",
+            media.display(),
+            root.join("var/cache/imgedge/disk").display()
+        ),
     )
     .unwrap();
     let env: Vec<(String, String)> = std::fs::read_to_string(&env_file)

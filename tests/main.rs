@@ -22,6 +22,7 @@ mod common;
 mod connections;
 mod deadlines;
 mod deploy;
+mod disk_tier;
 mod env_config;
 mod explain;
 mod fuzz_replay;

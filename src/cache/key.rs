@@ -133,6 +133,23 @@ impl CacheKey {
         CacheKey { hash, url, host_end, path_end }
     }
 
+    /// A key read back from storage: the canonical URL and its part boundaries as
+    /// [`CacheKey::bounds`] gave them; the hash is recomputed, never trusted. `None`
+    /// when the boundaries do not fit the text.
+    pub fn from_parts(url: String, host_end: usize, path_end: usize) -> Option<CacheKey> {
+        if host_end > path_end || !url.is_char_boundary(host_end) || !url.is_char_boundary(path_end) {
+            return None;
+        }
+        let seed = ((host_end as u64) << 32) | path_end as u64;
+        let hash = xxhash_rust::xxh3::xxh3_128_with_seed(url.as_bytes(), seed).to_le_bytes();
+        Some(CacheKey { hash, url, host_end, path_end })
+    }
+
+    /// Where the host and the path end in [`CacheKey::url`] (for [`CacheKey::from_parts`]).
+    pub fn bounds(&self) -> (usize, usize) {
+        (self.host_end, self.path_end)
+    }
+
     /// Lower-case host (with port when not default).
     pub fn host(&self) -> &str {
         self.url.get(..self.host_end).unwrap_or_default()

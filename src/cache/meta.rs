@@ -95,6 +95,17 @@ impl Entry {
         self
     }
 
+    /// The content-coded copies made at fill (for the disk tier's record).
+    pub fn encodings(&self) -> &[(&'static str, Bytes)] {
+        &self.encoded
+    }
+
+    /// The entry as stored at `stored_at` (a record read back from the disk tier).
+    pub fn with_stored_at(mut self, stored_at: SystemTime) -> Entry {
+        self.stored_at = stored_at;
+        self
+    }
+
     /// The body coded with `coding` (`br`, `gzip`), if a copy was made at fill.
     pub fn encoded(&self, coding: &str) -> Option<&Bytes> {
         self.encoded.iter().find(|(c, _)| *c == coding).map(|(_, b)| b)

@@ -5,6 +5,9 @@
 //! target; a fill remembers the epoch it started at and `insert` checks the purges
 //! logged since then (the bounded log and its conservative fallback: [`purge_log`]).
 
+pub mod bans;
+pub mod disk;
+pub mod disk_entry;
 pub mod key;
 pub mod lock;
 pub mod meta;
@@ -19,7 +22,7 @@ pub use meta::Entry;
 use purge_log::PurgeLog;
 use regex::Regex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use store::Store;
 
@@ -30,6 +33,8 @@ use store::Store;
 pub enum CacheStatus {
     /// Fresh copy from memory.
     Hit,
+    /// Fresh copy from the disk tier (promoted to memory).
+    DiskHit,
     /// Answered by another request's fill (coalesced).
     LockHit,
     /// Stale copy the origin confirmed unchanged (304).
@@ -49,6 +54,7 @@ impl CacheStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             CacheStatus::Hit => "HIT TCP_MEM_HIT",
+            CacheStatus::DiskHit => "HIT TCP_HIT",
             CacheStatus::LockHit => "HIT TCP_COALESCED_HIT",
             CacheStatus::RefreshHit => "HIT TCP_REFRESH_HIT",
             CacheStatus::StaleHit => "HIT TCP_STALE_HIT",
@@ -62,6 +68,7 @@ impl CacheStatus {
     pub fn label(self) -> &'static str {
         match self {
             CacheStatus::Hit => "hit",
+            CacheStatus::DiskHit => "disk_hit",
             CacheStatus::LockHit => "coalesced_hit",
             CacheStatus::RefreshHit => "refresh_hit",
             CacheStatus::StaleHit => "stale_hit",
@@ -71,9 +78,16 @@ impl CacheStatus {
         }
     }
 
-    /// True when the body came from memory.
+    /// True when the body came from the cache (memory or disk).
     pub fn is_hit(self) -> bool {
-        matches!(self, CacheStatus::Hit | CacheStatus::LockHit | CacheStatus::RefreshHit | CacheStatus::StaleHit)
+        matches!(
+            self,
+            CacheStatus::Hit
+                | CacheStatus::DiskHit
+                | CacheStatus::LockHit
+                | CacheStatus::RefreshHit
+                | CacheStatus::StaleHit
+        )
     }
 }
 
@@ -125,6 +139,8 @@ pub struct Cache {
     locks: Arc<FillLocks>,
     epoch: AtomicU64,
     purge_log: Mutex<PurgeLog>,
+    /// The disk tier (L2), when configured ([`disk`]).
+    disk: OnceLock<Arc<disk::Disk>>,
 }
 
 impl Cache {
@@ -135,7 +151,38 @@ impl Cache {
             locks: FillLocks::new(lock_timeout),
             epoch: AtomicU64::new(0),
             purge_log: Mutex::new(PurgeLog::new(purge_log::DEFAULT_MAX_RECORDS, purge_log::DEFAULT_MAX_BYTES)),
+            disk: OnceLock::new(),
         }
+    }
+
+    /// Puts the disk tier under the memory cache (once, at start-up).
+    pub fn attach_disk(&self, disk: Arc<disk::Disk>) {
+        let _ = self.disk.set(disk);
+    }
+
+    /// The disk tier, when configured.
+    pub fn disk(&self) -> Option<&Arc<disk::Disk>> {
+        self.disk.get()
+    }
+
+    /// Looks a key up in the disk tier (after a memory miss) and promotes what it
+    /// finds to memory: stale when its TTL ran out or a soft purge covers it, so the
+    /// caller revalidates it as a stale memory entry. `None` without a disk tier, on a
+    /// disk miss or error, or when a purge covering the key ran during the read.
+    pub async fn get_from_disk(&self, key: &CacheKey) -> Option<Arc<Entry>> {
+        let disk = self.disk.get()?;
+        let started = self.epoch();
+        let found = disk.get(key).await?;
+        if found.soft_purged {
+            found.entry.mark_stale();
+        }
+        let entry = Arc::new(found.entry);
+        let log = self.purge_log.lock().unwrap_or_else(|p| p.into_inner());
+        if log.vetoes(key, started) {
+            return None;
+        }
+        self.store.insert(Arc::clone(&entry));
+        Some(entry)
     }
 
     /// The entry for a key, fresh or stale. The store is indexed by the 128-bit
@@ -157,14 +204,23 @@ impl Cache {
 
     /// Stores a complete result unless a purge covering it ran since `started_epoch`.
     /// Returns whether it was stored.
+    ///
+    /// With a disk tier the entry is also queued for writing there, stamped with the
+    /// ban sequence read under the log lock: a purge not yet logged then has a newer
+    /// sequence and bans the record on read ([`bans`]), so a late disk write never
+    /// undoes a purge either.
     pub fn insert(&self, entry: Arc<Entry>, started_epoch: u64) -> bool {
-        {
+        let seq = {
             let log = self.purge_log.lock().unwrap_or_else(|p| p.into_inner());
             if log.vetoes(&entry.key, started_epoch) {
                 return false;
             }
             // Inserted under the log lock so a purge cannot slip in between check and insert.
-            self.store.insert(entry);
+            self.store.insert(Arc::clone(&entry));
+            self.disk.get().map(|d| d.seq())
+        };
+        if let (Some(disk), Some(seq)) = (self.disk.get(), seq) {
+            disk.put(&entry, seq);
         }
         true
     }
@@ -172,13 +228,17 @@ impl Cache {
     /// Removes every variant of one path (a changed original drops its renditions);
     /// `path` as [`CacheKey::path`] gives it.
     pub fn remove_variants(&self, host: &str, path: &str) -> usize {
-        self.purge(PurgeTarget::Path { host: Some(host.to_owned()), path: path.to_owned() }, true)
+        let target = PurgeTarget::Path { host: Some(host.to_owned()), path: path.to_owned() };
+        self.purge_at(target, true, false).0
     }
 
     /// Applies a purge: removes the matching entries (`force`) or marks them stale so
     /// the next request revalidates. Returns the number of entries affected.
+    ///
+    /// With a disk tier the purge is first written to the durable ban list (fsynced:
+    /// call from a blocking context), so it holds for disk entries, after a restart too.
     pub fn purge(&self, target: PurgeTarget, force: bool) -> usize {
-        self.purge_at(target, force).0
+        self.purge_at(target, force, true).0
     }
 
     /// A fill that found its original changed drops the outdated renditions of its path.
@@ -187,7 +247,9 @@ impl Cache {
     /// (`None`: such a purge ran, so the fill must not be stored).
     pub fn remove_variants_for_fill(&self, key: &CacheKey, started_epoch: u64) -> Option<u64> {
         let target = PurgeTarget::Path { host: Some(key.host().to_owned()), path: key.path().to_owned() };
-        let (_, own) = self.purge_at(target, true);
+        // Not fsynced (this runs on the reactor): an outdated rendition a crash brings
+        // back is revalidated against the changed original's ETag anyway.
+        let (_, own) = self.purge_at(target, true, false);
         let log = self.purge_log.lock().unwrap_or_else(|p| p.into_inner());
         (!log.vetoes_between(key, started_epoch, own)).then_some(own)
     }
@@ -202,7 +264,16 @@ impl Cache {
     }
 
     /// [`Cache::purge`], also returning the epoch the purge was logged at.
-    fn purge_at(&self, target: PurgeTarget, force: bool) -> (usize, u64) {
+    ///
+    /// Order: the disk ban (when a disk tier is attached), then the purge log, then
+    /// the memory entries. A fill inserting before the log record is removed here; one
+    /// inserting after it is vetoed.
+    fn purge_at(&self, target: PurgeTarget, force: bool, durable: bool) -> (usize, u64) {
+        // Soft purges are logged too: a fill already in flight may carry old bytes.
+        let epoch = match self.disk.get() {
+            Some(disk) => disk.ban(&target, force, durable, || self.log_purge(target.clone())),
+            None => self.log_purge(target.clone()),
+        };
         let keys: Vec<CacheKey> = match &target {
             PurgeTarget::Url { key, .. } => self.store.keys_at_path(key.path()),
             PurgeTarget::Path { path, .. } => self.store.keys_at_path(path),
@@ -213,13 +284,14 @@ impl Cache {
         for key in keys.iter().filter(|k| target.matches(k)) {
             if force {
                 affected += usize::from(self.store.remove(&key.hash));
+                if let Some(disk) = self.disk.get() {
+                    disk.remove(key);
+                }
             } else if let Some(entry) = self.store.get(&key.hash) {
                 entry.mark_stale();
                 affected += 1;
             }
         }
-        // Soft purges are logged too: a fill already in flight may carry old bytes.
-        let epoch = self.log_purge(target);
         (affected, epoch)
     }
 
@@ -372,6 +444,51 @@ mod tests {
         assert_eq!(c.purge(PurgeTarget::Path { host: None, path }, true), 1);
         assert!(c.get(&entry("/d/a", Some("q=1")).key).is_some());
         assert_eq!(c.purge(PurgeTarget::Directory { host: None, prefix: "/d/".into() }, true), 1);
+    }
+
+    async fn on_disk(c: &Cache, key: &CacheKey) -> bool {
+        for _ in 0..200 {
+            if c.disk().unwrap().get(key).await.is_some() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
+    }
+
+    /// Issue 17 items 1 and 4: the disk tier under the memory cache follows the same
+    /// rules: a fill racing a purge writes nothing to disk, a memory miss finds the disk
+    /// copy and promotes it, hard purges (directory) remove it and soft ones make it stale.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_disk_tier_follows_fills_and_purges() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Cache::new(1 << 20, Duration::from_secs(1));
+        c.attach_disk(Arc::new(disk::Disk::open(dir.path(), 32 << 20).await.unwrap()));
+
+        let raced = entry("/a.jpg", None);
+        let started = c.epoch();
+        c.purge(PurgeTarget::Path { host: None, path: "/a.jpg".into() }, true);
+        assert!(!c.insert(Arc::clone(&raced), started));
+
+        let b = entry("/d/b.jpg", None);
+        let s = entry("/s/x.jpg", None);
+        assert!(c.insert(Arc::clone(&b), c.epoch()));
+        assert!(c.insert(Arc::clone(&s), c.epoch()));
+        assert!(on_disk(&c, &b.key).await && on_disk(&c, &s.key).await);
+        assert!(c.disk().unwrap().get(&raced.key).await.is_none(), "a vetoed fill is not written to disk");
+
+        c.store.remove(&b.key.hash);
+        let promoted = c.get_from_disk(&b.key).await.unwrap();
+        assert!(promoted.is_fresh(std::time::SystemTime::now()));
+        assert!(c.get(&b.key).is_some(), "promoted to memory");
+
+        c.purge(PurgeTarget::Directory { host: None, prefix: "/d/".into() }, true);
+        assert!(c.get(&b.key).is_none() && c.get_from_disk(&b.key).await.is_none());
+
+        c.store.remove(&s.key.hash);
+        c.purge(PurgeTarget::Directory { host: None, prefix: "/s/".into() }, false);
+        let soft = c.get_from_disk(&s.key).await.unwrap();
+        assert!(!soft.is_fresh(std::time::SystemTime::now()), "a soft purge makes the disk copy stale");
     }
 
     #[test]
