@@ -456,3 +456,82 @@ async fn uri_hash_nginx_sends_each_uri_to_one_node() {
     let busy = nodes.iter().filter(|s| s.app.stats.origin_fetches() > 0).count();
     assert!(busy >= 2, "URIs spread over the nodes ({busy} of 3 used)");
 }
+
+/// Items 3 and 4 with the disk tier (issue 17): a node whose disk tier holds entries
+/// that were purged while it was down replays the purge into its disk bans before it
+/// serves, so the disk never brings the purged body back; trimmed past its cursor,
+/// every disk entry it holds is stale.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restarted_node_never_serves_from_disk_what_was_purged_while_it_was_down() {
+    let redis = Redis::start();
+    let origin = FaultOrigin::start(&b"body"[..], vec![]).await;
+    let state = tempfile::tempdir().unwrap();
+    let other = node("other", &redis.url(), &origin.url(), |_| {}).await;
+    let (cursor_dir, disk_dir) = (state.path().join("cluster"), state.path().join("disk"));
+    // One run of the node: its disk tier reopened from the same folder, then the
+    // cluster's start-up replay, as main.rs orders them.
+    let boot = || {
+        let (url, o, cursor_dir, disk_dir) = (redis.url(), origin.url(), cursor_dir.clone(), disk_dir.clone());
+        async move {
+            let mut config = Config::default();
+            config.origin = o;
+            config.cluster.redis = Some(url);
+            config.cluster.node_id = Some("disk".into());
+            config.cluster.advertise = Some("http://127.0.0.1:9".into());
+            config.cluster.secret = Some(SECRET.into());
+            config.cluster.state_dir = Some(cursor_dir);
+            let cluster = imgedge::cluster::Cluster::connect(&config.cluster).await.unwrap();
+            let origin = Origin::from_spec(&config.origin).unwrap();
+            let app = Arc::new(App::new(config, origin).with_cluster(cluster));
+            let disk = imgedge::cache::disk::Disk::open(&disk_dir, 64 << 20).await.unwrap();
+            app.cache.attach_disk(Arc::new(disk));
+            imgedge::cluster::start(&app).await.unwrap();
+            app
+        }
+    };
+    let shut = |app: Arc<App>| async move {
+        app.cluster.as_ref().unwrap().stop();
+        app.cache.disk().unwrap().close().await;
+    };
+    let entry = |path: &str| {
+        Arc::new(imgedge::cache::Entry::new(
+            plain_key(path),
+            http::StatusCode::OK,
+            bytes::Bytes::from_static(b"on disk across the restart"),
+            "text/plain".into(),
+            None,
+            None,
+            None,
+            Duration::from_secs(600),
+        ))
+    };
+    let on_disk = |app: &Arc<App>, path: &'static str| {
+        let app = Arc::clone(app);
+        async move { app.cache.get_from_disk(&plain_key(path)).await.is_some() }
+    };
+
+    let first = boot().await;
+    for path in ["/d/missed.txt", "/d/kept.txt"] {
+        assert!(first.cache.insert(entry(path), first.cache.epoch()));
+    }
+    shut(first).await;
+    // While it is down, another node purges one of them.
+    let r = other.admin_json("/purge", serde_json::json!({"type": "file", "paths": ["/d/missed.txt"]}), None).await;
+    assert_eq!(r.status, 200);
+
+    let second = boot().await;
+    assert!(!on_disk(&second, "/d/missed.txt").await, "the missed purge reached the disk tier before serving");
+    assert!(on_disk(&second, "/d/kept.txt").await, "the rest of the disk tier survived the restart");
+    shut(second).await;
+
+    // Down again; the stream is trimmed past its cursor.
+    for i in 0..3 {
+        let r =
+            other.admin_json("/purge", serde_json::json!({"type": "file", "paths": [format!("/x{i}")]}), None).await;
+        assert_eq!(r.status, 200);
+    }
+    assert!(redis.cli(&["XTRIM", "imgedge:purges", "MAXLEN", "0"]).parse::<u64>().unwrap() > 0);
+    let third = boot().await;
+    assert!(!on_disk(&third, "/d/kept.txt").await, "trimmed past the cursor: the disk tier is all stale");
+    shut(third).await;
+}

@@ -86,6 +86,10 @@ async fn save_cursor(c: &Cluster, id: &str) {
     let tmp = path.with_extension("tmp");
     // Written then renamed: a crash leaves the old cursor or the new one, never half.
     let res = async {
+        // The folder may not exist yet on a node's first start (--cluster-state).
+        if let Some(dir) = path.parent() {
+            tokio::fs::create_dir_all(dir).await?;
+        }
         tokio::fs::write(&tmp, id.as_bytes()).await?;
         tokio::fs::rename(&tmp, &path).await
     }
