@@ -42,6 +42,8 @@ pub const MIN_SIZE: u64 = 16 << 20;
 const MAX_BLOCK: u64 = 64 << 20;
 /// Space kept free on the file system; below it writes are skipped (full disk).
 const FREE_RESERVE: u64 = 4 << 20;
+/// Record bytes queued between two free-space checks at most.
+const RECHECK_BYTES: u64 = 1 << 20;
 /// Between two warnings of one kind.
 const WARN_EVERY: Duration = Duration::from_secs(10);
 
@@ -110,6 +112,10 @@ pub struct Disk {
     started: Instant,
     full: AtomicBool,
     checked_free_at: AtomicU64,
+    /// Record bytes handed to foyer since the last free-space check.
+    queued_since_check: AtomicU64,
+    /// Record bytes handed to foyer in all (with foyer's written bytes: what is pending).
+    queued_bytes: AtomicU64,
     /// Counters.
     pub stats: DiskStats,
     /// How long opening (foyer's recovery included) took.
@@ -192,6 +198,8 @@ impl Disk {
             started,
             full: AtomicBool::new(false),
             checked_free_at: AtomicU64::new(0),
+            queued_since_check: AtomicU64::new(0),
+            queued_bytes: AtomicU64::new(0),
             stats: DiskStats::default(),
             open_time,
         })
@@ -284,6 +292,8 @@ impl Disk {
         if record.len() as u64 > block_size(self.capacity) {
             return;
         }
+        self.queued_since_check.fetch_add(record.len() as u64, Ordering::Relaxed);
+        self.queued_bytes.fetch_add(record.len() as u64, Ordering::Relaxed);
         self.stats.writes.fetch_add(1, Ordering::Relaxed);
         let props = HybridCacheProperties::default().with_location(Location::OnDisk);
         self.cache.insert_with_properties(u128::from_le_bytes(entry.key.hash), record, props);
@@ -355,16 +365,19 @@ impl Disk {
         out
     }
 
-    /// True when the file system has less than [`FREE_RESERVE`] plus a block free;
-    /// checked at most once a second.
+    /// True when the file system has less than [`FREE_RESERVE`] plus a block plus the
+    /// bytes queued but not yet written free. Checked once a second, and sooner after
+    /// every [`RECHECK_BYTES`] queued: a burst of writes cannot fill the disk between
+    /// two checks, so foyer's flushers never meet ENOSPC themselves.
     fn disk_full(&self) -> bool {
         let now = self.started.elapsed().as_millis() as u64 + 1;
         let last = self.checked_free_at.load(Ordering::Relaxed);
-        if now.saturating_sub(last) >= 1000
-            && self.checked_free_at.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
-        {
+        let due = now.saturating_sub(last) >= 1000 || self.queued_since_check.load(Ordering::Relaxed) >= RECHECK_BYTES;
+        if due && self.checked_free_at.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+            self.queued_since_check.store(0, Ordering::Relaxed);
+            let pending = self.queued_bytes.load(Ordering::Relaxed).saturating_sub(self.io_bytes().0);
             let free = free_bytes(&self.dir).unwrap_or(u64::MAX);
-            self.full.store(free < FREE_RESERVE + block_size(self.capacity), Ordering::Relaxed);
+            self.full.store(free < FREE_RESERVE + block_size(self.capacity) + pending, Ordering::Relaxed);
         }
         self.full.load(Ordering::Relaxed)
     }
