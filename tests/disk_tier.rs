@@ -506,6 +506,44 @@ fn io_errors_under_a_running_node_degrade_to_origin_with_a_log_line_and_a_metric
     node.term();
 }
 
+/// A second process on the same disk-cache directory refuses to start (exit 2, one
+/// line) rather than writing into blocks the first one owns.
+#[test]
+fn a_second_process_on_the_same_disk_directory_refuses_to_start() {
+    let origin = tempfile::tempdir().unwrap();
+    let disk = tempfile::tempdir().unwrap();
+    let node = start(origin.path(), disk.path(), "64MiB");
+    let mut second = Command::new(env!("CARGO_BIN_EXE_imgedge"))
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--origin"])
+        .arg(origin.path())
+        .args(["--disk-cache", disk.path().to_str().unwrap(), "--disk-cache-size", "64MiB"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = second.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = second.kill();
+            let _ = second.wait();
+            panic!("the second process started on a directory in use");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("in use by another imgedge process"), "{err}");
+    // The first node is unharmed.
+    write(origin.path(), "/l.txt", b"locked");
+    assert_eq!(node.get("/l.txt").body, b"locked");
+    node.term();
+}
+
 /// Issue 17 item 2, measured (not asserted): restart-to-first-disk-hit with 10k and 100k
 /// entries on disk. The disk tier is filled through the library (the same record the
 /// binary writes), then the real binary is started on it and asked for one of them

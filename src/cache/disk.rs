@@ -110,6 +110,8 @@ pub struct Disk {
     dir: PathBuf,
     capacity: u64,
     started: Instant,
+    /// Held (flock) while the tier is open: one process per directory.
+    _lock: std::fs::File,
     full: AtomicBool,
     checked_free_at: AtomicU64,
     /// Record bytes handed to foyer since the last free-space check.
@@ -159,6 +161,7 @@ impl Disk {
             use std::os::unix::fs::PermissionsExt;
             let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
         }
+        let lock = lock_dir(dir)?;
         let bans = Bans::open(dir).map_err(|e| format!("ban file in {}: {e}", dir.display()))?;
         let blocks = dir.join("blocks");
         let cap = usize::try_from(capacity).map_err(|_| "disk cache size too large".to_owned())?;
@@ -196,6 +199,7 @@ impl Disk {
             dir: dir.to_owned(),
             capacity,
             started,
+            _lock: lock,
             full: AtomicBool::new(false),
             checked_free_at: AtomicU64::new(0),
             queued_since_check: AtomicU64::new(0),
@@ -383,6 +387,29 @@ impl Disk {
     }
 }
 
+/// Takes an exclusive `flock` on `dir/lock` (released by the kernel when the process
+/// ends, however it ends): two processes writing one block store would corrupt it.
+fn lock_dir(dir: &Path) -> Result<std::fs::File, String> {
+    use std::os::unix::io::AsRawFd;
+    let path = dir.join("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("opening {}: {e}", path.display()))?;
+    // SAFETY: a valid open file descriptor; flock has no memory effects.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(if e.kind() == std::io::ErrorKind::WouldBlock {
+            format!("{} is in use by another imgedge process (lock {})", dir.display(), path.display())
+        } else {
+            format!("locking {}: {e}", path.display())
+        });
+    }
+    Ok(file)
+}
+
 /// Free bytes for unprivileged writers on the file system holding `dir`.
 fn free_bytes(dir: &Path) -> Option<u64> {
     use std::os::unix::ffi::OsStrExt;
@@ -448,6 +475,17 @@ mod tests {
         assert!(disk.get(&a.key).await.is_none(), "a hard purge stays applied after reopen");
         assert!(disk.get(&b.key).await.unwrap().soft_purged);
         assert_eq!(disk.get(&c.key).await.unwrap().entry.body, c.body);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_second_open_of_one_directory_is_refused_until_the_first_closes() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = Disk::open(dir.path(), 32 << 20).await.unwrap();
+        let err = Disk::open(dir.path(), 32 << 20).await.unwrap_err();
+        assert!(err.contains("in use by another imgedge process"), "{err}");
+        disk.close().await;
+        drop(disk);
+        Disk::open(dir.path(), 32 << 20).await.unwrap();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
