@@ -42,6 +42,8 @@ pub const MIN_SIZE: u64 = 16 << 20;
 const MAX_BLOCK: u64 = 64 << 20;
 /// Space kept free on the file system; below it writes are skipped (full disk).
 const FREE_RESERVE: u64 = 4 << 20;
+/// Record bytes queued between two free-space checks at most.
+const RECHECK_BYTES: u64 = 1 << 20;
 /// Between two warnings of one kind.
 const WARN_EVERY: Duration = Duration::from_secs(10);
 
@@ -108,8 +110,14 @@ pub struct Disk {
     dir: PathBuf,
     capacity: u64,
     started: Instant,
+    /// Held (flock) while the tier is open: one process per directory.
+    _lock: std::fs::File,
     full: AtomicBool,
     checked_free_at: AtomicU64,
+    /// Record bytes handed to foyer since the last free-space check.
+    queued_since_check: AtomicU64,
+    /// Record bytes handed to foyer in all (with foyer's written bytes: what is pending).
+    queued_bytes: AtomicU64,
     /// Counters.
     pub stats: DiskStats,
     /// How long opening (foyer's recovery included) took.
@@ -153,6 +161,7 @@ impl Disk {
             use std::os::unix::fs::PermissionsExt;
             let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
         }
+        let lock = lock_dir(dir)?;
         let bans = Bans::open(dir).map_err(|e| format!("ban file in {}: {e}", dir.display()))?;
         let blocks = dir.join("blocks");
         let cap = usize::try_from(capacity).map_err(|_| "disk cache size too large".to_owned())?;
@@ -190,8 +199,11 @@ impl Disk {
             dir: dir.to_owned(),
             capacity,
             started,
+            _lock: lock,
             full: AtomicBool::new(false),
             checked_free_at: AtomicU64::new(0),
+            queued_since_check: AtomicU64::new(0),
+            queued_bytes: AtomicU64::new(0),
             stats: DiskStats::default(),
             open_time,
         })
@@ -284,6 +296,8 @@ impl Disk {
         if record.len() as u64 > block_size(self.capacity) {
             return;
         }
+        self.queued_since_check.fetch_add(record.len() as u64, Ordering::Relaxed);
+        self.queued_bytes.fetch_add(record.len() as u64, Ordering::Relaxed);
         self.stats.writes.fetch_add(1, Ordering::Relaxed);
         let props = HybridCacheProperties::default().with_location(Location::OnDisk);
         self.cache.insert_with_properties(u128::from_le_bytes(entry.key.hash), record, props);
@@ -355,19 +369,45 @@ impl Disk {
         out
     }
 
-    /// True when the file system has less than [`FREE_RESERVE`] plus a block free;
-    /// checked at most once a second.
+    /// True when the file system has less than [`FREE_RESERVE`] plus a block plus the
+    /// bytes queued but not yet written free. Checked once a second, and sooner after
+    /// every [`RECHECK_BYTES`] queued: a burst of writes cannot fill the disk between
+    /// two checks, so foyer's flushers never meet ENOSPC themselves.
     fn disk_full(&self) -> bool {
         let now = self.started.elapsed().as_millis() as u64 + 1;
         let last = self.checked_free_at.load(Ordering::Relaxed);
-        if now.saturating_sub(last) >= 1000
-            && self.checked_free_at.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
-        {
+        let due = now.saturating_sub(last) >= 1000 || self.queued_since_check.load(Ordering::Relaxed) >= RECHECK_BYTES;
+        if due && self.checked_free_at.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+            self.queued_since_check.store(0, Ordering::Relaxed);
+            let pending = self.queued_bytes.load(Ordering::Relaxed).saturating_sub(self.io_bytes().0);
             let free = free_bytes(&self.dir).unwrap_or(u64::MAX);
-            self.full.store(free < FREE_RESERVE + block_size(self.capacity), Ordering::Relaxed);
+            self.full.store(free < FREE_RESERVE + block_size(self.capacity) + pending, Ordering::Relaxed);
         }
         self.full.load(Ordering::Relaxed)
     }
+}
+
+/// Takes an exclusive `flock` on `dir/lock` (released by the kernel when the process
+/// ends, however it ends): two processes writing one block store would corrupt it.
+fn lock_dir(dir: &Path) -> Result<std::fs::File, String> {
+    use std::os::unix::io::AsRawFd;
+    let path = dir.join("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("opening {}: {e}", path.display()))?;
+    // SAFETY: a valid open file descriptor; flock has no memory effects.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(if e.kind() == std::io::ErrorKind::WouldBlock {
+            format!("{} is in use by another imgedge process (lock {})", dir.display(), path.display())
+        } else {
+            format!("locking {}: {e}", path.display())
+        });
+    }
+    Ok(file)
 }
 
 /// Free bytes for unprivileged writers on the file system holding `dir`.
@@ -435,6 +475,17 @@ mod tests {
         assert!(disk.get(&a.key).await.is_none(), "a hard purge stays applied after reopen");
         assert!(disk.get(&b.key).await.unwrap().soft_purged);
         assert_eq!(disk.get(&c.key).await.unwrap().entry.body, c.body);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_second_open_of_one_directory_is_refused_until_the_first_closes() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = Disk::open(dir.path(), 32 << 20).await.unwrap();
+        let err = Disk::open(dir.path(), 32 << 20).await.unwrap_err();
+        assert!(err.contains("in use by another imgedge process"), "{err}");
+        disk.close().await;
+        drop(disk);
+        Disk::open(dir.path(), 32 << 20).await.unwrap();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
