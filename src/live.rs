@@ -95,6 +95,8 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     check("cache.ignore_params", old.cache.ignore_params != new.cache.ignore_params);
     check("cache.lock_timeout_ms", old.cache.lock_timeout_ms != new.cache.lock_timeout_ms);
     check("cache.client_cache_control", old.cache.client_cache_control != new.cache.client_cache_control);
+    check("cache.disk_dir", old.cache.disk_dir != new.cache.disk_dir);
+    check("cache.disk_size", old.cache.disk_size != new.cache.disk_size);
     check("limits", differs(&old.limits, &new.limits));
     check("workers", differs(&old.workers, &new.workers));
     check("auto_format", old.auto_format != new.auto_format);
@@ -119,6 +121,9 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     check("tls.handshake_timeout_ms", a.handshake_timeout_ms != b.handshake_timeout_ms);
     check("tls.cache_key_scheme", a.cache_key_scheme != b.cache_key_scheme);
     check("tls.acme", a.acme != b.acme);
+    // The ring, the Redis link and the forward client are built once at start-up.
+    let (a, b) = (&old.cluster, &new.cluster);
+    check("cluster", differs(a, b) || a.secret != b.secret || a.hot_copy_ttl_secs != b.hot_copy_ttl_secs);
     changed
 }
 
@@ -138,6 +143,10 @@ mod tests {
         new.cache.size += 1;
         new.workers.threads += 1;
         assert_eq!(restart_only_changes(&old, &new), ["listen", "cache.size", "workers"]);
+        let mut new = old.clone();
+        new.cluster.peers = vec!["b=http://127.0.0.1:1".into()];
+        new.cache.disk_size += 1;
+        assert_eq!(restart_only_changes(&old, &new), ["cache.disk_size", "cluster"]);
     }
 
     #[test]

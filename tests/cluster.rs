@@ -535,3 +535,82 @@ async fn a_restarted_node_never_serves_from_disk_what_was_purged_while_it_was_do
     assert!(!on_disk(&third, "/d/kept.txt").await, "trimmed past the cursor: the disk tier is all stale");
     shut(third).await;
 }
+
+/// Item 1: a static `peers` list without Redis. Three nodes, each given the same list
+/// (its own entry included, as one shared config file would): a burst spread over them
+/// costs one origin GET and one encode, the non-owners forward to the owner. Purges
+/// stay local without Redis (nothing distributes them): a purge on one node leaves the
+/// others' copies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn static_peers_route_misses_without_redis() {
+    let origin =
+        FaultOrigin::start(jpeg(), vec![Fault::Ok, Fault::Ok, Fault::Ok, Fault::Delay(Duration::from_millis(400))])
+            .await;
+    let mut listeners = Vec::new();
+    for _ in 0..3 {
+        let public = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        listeners.push((public, admin));
+    }
+    let ids = ["s1", "s2", "s3"];
+    let peers: Vec<String> =
+        ids.iter().zip(&listeners).map(|(id, (p, _))| format!("{id}=http://{}", p.local_addr().unwrap())).collect();
+    let mut nodes = Vec::new();
+    for (id, (public, admin)) in ids.iter().zip(listeners) {
+        let mut config = Config::default();
+        config.origin = origin.url();
+        config.access_log = false;
+        config.cluster.node_id = Some((*id).to_owned());
+        config.cluster.advertise = Some(format!("http://{}", public.local_addr().unwrap()));
+        config.cluster.secret = Some(SECRET.into());
+        config.cluster.peers = peers.clone();
+        // A loaded 2-core CI box can starve a loopback accept past the 250 ms default,
+        // and a forward that falls back fills locally (a second encode): not what this
+        // test is about.
+        config.cluster.connect_timeout_ms = 5000;
+        config.validate().unwrap();
+        assert!(config.cluster.redis.is_none());
+        let origin = Origin::from_spec(&config.origin).unwrap();
+        let cluster = imgedge::cluster::Cluster::connect(&config.cluster).await.unwrap();
+        let app = Arc::new(App::new(config, origin).with_fonts(fonts()).with_cluster(cluster));
+        imgedge::cluster::start(&app).await.unwrap();
+        nodes.push(serve_app(public, admin, app));
+    }
+    for s in &nodes {
+        assert_eq!(s.app.cluster.as_ref().unwrap().ring().members().len(), 3, "static ring of three");
+    }
+    // One request through every node first (the Redis tests get this settling time from
+    // their membership wait).
+    for (i, s) in nodes.iter().enumerate() {
+        assert_eq!(get(s, &format!("/static/settle{i}.txt")).await.status, 200);
+    }
+    let forwards_before: f64 = nodes.iter().map(|s| metric(&s.app, "imgedge_cluster_forwards_total")).sum();
+    let nodes = Arc::new(nodes);
+    let pq = "/static/a.jpg?x-oss-process=image/resize,w_48/format,png";
+    let mut tasks = Vec::new();
+    for i in 0..30 {
+        let nodes = Arc::clone(&nodes);
+        tasks.push(tokio::spawn(async move { get(&nodes[i % 3], pq).await.status.as_u16() }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    let fallbacks: f64 = nodes.iter().map(|s| metric(&s.app, "imgedge_cluster_forward_fallbacks_total")).sum();
+    assert_eq!(fallbacks, 0.0, "no forward fell back to a local fill");
+    assert_eq!(origin.requests(), 4, "one origin GET for the static cluster (and 3 settling ones)");
+    assert_eq!(encodes(&nodes), 1.0, "one encode for the static cluster");
+    let forwards: f64 = nodes.iter().map(|s| metric(&s.app, "imgedge_cluster_forwards_total")).sum();
+    assert_eq!(forwards - forwards_before, 2.0, "one forward from each non-owner");
+
+    // Purges stay local: the node purged drops its copy, the others keep theirs.
+    let path = "/static/p.txt";
+    for s in nodes.iter() {
+        assert_eq!(get(s, path).await.status, 200);
+    }
+    let key = plain_key(path);
+    assert!(nodes.iter().all(|s| s.app.cache.get(&key).is_some()));
+    let r = nodes[0].admin_json("/purge", serde_json::json!({"type": "file", "paths": [path]}), None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(nodes[0].app.cache.get(&key).is_none(), "purged where it was sent");
+    assert!(nodes[1..].iter().all(|s| s.app.cache.get(&key).is_some()), "without Redis a purge stays local");
+}
