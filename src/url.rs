@@ -7,7 +7,7 @@
 //! without forming a cycle. Errors are short static reasons; callers map them to
 //! their own error type.
 
-use percent_encoding::{percent_decode, percent_decode_str, percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use percent_encoding::{percent_decode, percent_decode_str, percent_encode, AsciiSet, CONTROLS, NON_ALPHANUMERIC};
 use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::net::Ipv6Addr;
@@ -254,6 +254,26 @@ pub fn escape_path(path: &str) -> String {
 
 const HEX: &[u8; 16] = b"0123456789ABCDEF";
 
+/// Bytes a path must escape to stand in a request URI: controls, space, `"`, `#`, `%`,
+/// `<`, `>`, `?`, `` ` ``, `{`, `}` and non-ASCII (RFC 3986 path characters stay).
+const URI_PATH_ESCAPE: &AsciiSet =
+    &CONTROLS.add(b' ').add(b'"').add(b'#').add(b'%').add(b'<').add(b'>').add(b'?').add(b'`').add(b'{').add(b'}');
+
+/// A decoded object path as it stands in a request URI (parsing it gives the path back).
+pub fn uri_path(path: &str) -> String {
+    percent_encoding::utf8_percent_encode(path, URI_PATH_ESCAPE).to_string()
+}
+
+/// The raw query without its `x-oss-process` parameters (the other tokens kept as
+/// they stand, in order): the query of the plain object a rendition is made from.
+pub fn query_without_process(query: &str) -> String {
+    query
+        .split('&')
+        .filter(|t| !t.is_empty() && decode_component(t.split('=').next().unwrap_or(t)) != PROCESS_PARAM)
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
 /// The `x-oss-process` value as it stands in the query (still percent-encoded); the
 /// last one wins, as in the request parser and URL auth alike.
 pub fn encoded_process_param(query: Option<&str>) -> Option<&str> {
@@ -264,6 +284,14 @@ pub fn encoded_process_param(query: Option<&str>) -> Option<&str> {
 mod tests {
     use super::*;
     use percent_encoding::utf8_percent_encode;
+
+    #[test]
+    fn the_plain_query_drops_only_the_process_parameter() {
+        assert_eq!(query_without_process("x-oss-process=image/resize,w_10"), "");
+        assert_eq!(query_without_process("a=1&x-oss-process=image/resize,w_10&b=%2F"), "a=1&b=%2F");
+        assert_eq!(query_without_process("x%2Doss%2Dprocess=image/info&v=2"), "v=2");
+        assert_eq!(query_without_process("v=2&&w"), "v=2&w");
+    }
 
     #[test]
     fn the_unescaped_shortcut_matches_the_encoder() {

@@ -37,8 +37,22 @@ use std::time::{Instant, SystemTime};
 
 /// The request a plain GET of the rendition's original makes: same host, path and
 /// query (the cache key drops `x-oss-process`), no chain, range or validators.
+///
+/// Its `uri` is the plain URL too: a cluster forward sends `uri`, and the rendition's
+/// URL there would bring back the owner's rendition, stored here as the original.
+/// It is marked as a hop, so the original is fetched where the rendition is made,
+/// never forwarded: a forwarded original would be a short-lived hot copy, and the
+/// rendition's TTL (what is left of its original's) would shrink with it.
 pub(super) fn plain_request(req: &ObjectRequest) -> ObjectRequest {
+    let query = req.query.as_deref().map(crate::url::query_without_process).filter(|q| !q.is_empty());
+    let mut uri = crate::url::uri_path(&req.path);
+    if let Some(q) = &query {
+        uri.push('?');
+        uri.push_str(q);
+    }
     ObjectRequest {
+        uri,
+        hop: true,
         head: false,
         chain: None,
         range: None,
@@ -175,6 +189,23 @@ fn same_original(rendition: &Entry, original: &Entry) -> bool {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn the_plain_request_names_the_original_and_is_never_forwarded() {
+        let chains =
+            crate::process::ChainMemo::new(crate::process::Styles::new(), crate::process::Limits::default(), 16);
+        let uri: http::Uri = "/d/a%20b.jpg?v=1&x-oss-process=image/resize,w_100".parse().unwrap();
+        let mut headers = http::HeaderMap::new();
+        headers.insert(http::header::HOST, "img.test".parse().unwrap());
+        let req = ObjectRequest::parse(&http::Method::GET, &uri, &headers, &chains).unwrap();
+        let plain = plain_request(&req);
+        assert_eq!(plain.uri, "/d/a%20b.jpg?v=1");
+        assert!(plain.hop && plain.chain.is_none());
+        let reparsed =
+            ObjectRequest::parse(&http::Method::GET, &plain.uri.parse().unwrap(), &headers, &chains).unwrap();
+        assert_eq!(reparsed.path, req.path);
+        assert!(reparsed.chain.is_none());
+    }
 
     fn entry(origin_etag: Option<&str>, last_modified: Option<SystemTime>) -> Entry {
         Entry::new(
