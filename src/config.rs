@@ -9,6 +9,10 @@ use serde::{Deserialize, Deserializer};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// The smallest disk tier (`cache.disk_size`) accepted: 16 blocks of 1 MiB. Here rather than in
+/// `cache::disk` so the config does not depend on the cache (which reads the config).
+pub const MIN_DISK_CACHE_SIZE: u64 = 16 << 20;
+
 /// Top-level configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -675,7 +679,7 @@ impl Config {
                 other => return Err(format!("auto_format: unknown format {other:?} (webp, avif)")),
             }
         }
-        if self.cache.disk_dir.is_some() && self.cache.disk_size < crate::cache::disk::MIN_SIZE {
+        if self.cache.disk_dir.is_some() && self.cache.disk_size < MIN_DISK_CACHE_SIZE {
             return Err("cache.disk_size must be at least 16MiB".into());
         }
         let in_flight = self.origin_client.max_bytes_in_flight;

@@ -92,6 +92,20 @@ async fn node(id: &str, redis: &str, origin: &str, tweak: impl FnOnce(&mut Confi
     serve_app(public, admin, app)
 }
 
+/// A restartable node's app (not serving): id "disk", cursor in `state_dir`.
+async fn restartable_app(redis: String, origin: String, state_dir: std::path::PathBuf) -> Arc<App> {
+    let mut config = Config::default();
+    config.origin = origin;
+    config.cluster.redis = Some(redis);
+    config.cluster.node_id = Some("disk".into());
+    config.cluster.advertise = Some("http://127.0.0.1:9".into());
+    config.cluster.secret = Some(SECRET.into());
+    config.cluster.state_dir = Some(state_dir);
+    let cluster = imgedge::cluster::Cluster::connect(&config.cluster).await.unwrap();
+    let origin = Origin::from_spec(&config.origin).unwrap();
+    Arc::new(App::new(config, origin).with_cluster(cluster))
+}
+
 async fn three(redis: &Redis, origin: &str) -> Vec<TestServer> {
     let mut nodes = Vec::new();
     for id in ["n1", "n2", "n3"] {
@@ -332,21 +346,7 @@ async fn a_restarted_node_replays_missed_purges_or_drops_everything_if_trimmed()
     let state = tempfile::tempdir().unwrap();
     let dir = state.path().to_owned();
     let other = node("other", &redis.url(), &origin.url(), |_| {}).await;
-    let restarted = |dir: std::path::PathBuf| {
-        let (url, o) = (redis.url(), origin.url());
-        async move {
-            let mut config = Config::default();
-            config.origin = o;
-            config.cluster.redis = Some(url);
-            config.cluster.node_id = Some("disk".into());
-            config.cluster.advertise = Some("http://127.0.0.1:9".into());
-            config.cluster.secret = Some(SECRET.into());
-            config.cluster.state_dir = Some(dir);
-            let cluster = imgedge::cluster::Cluster::connect(&config.cluster).await.unwrap();
-            let origin = Origin::from_spec(&config.origin).unwrap();
-            Arc::new(App::new(config, origin).with_cluster(cluster))
-        }
-    };
+    let restarted = |dir: std::path::PathBuf| restartable_app(redis.url(), origin.url(), dir);
     let entry = |path: &str| {
         Arc::new(imgedge::cache::Entry::new(
             plain_key(path),
@@ -473,16 +473,7 @@ async fn a_restarted_node_never_serves_from_disk_what_was_purged_while_it_was_do
     let boot = || {
         let (url, o, cursor_dir, disk_dir) = (redis.url(), origin.url(), cursor_dir.clone(), disk_dir.clone());
         async move {
-            let mut config = Config::default();
-            config.origin = o;
-            config.cluster.redis = Some(url);
-            config.cluster.node_id = Some("disk".into());
-            config.cluster.advertise = Some("http://127.0.0.1:9".into());
-            config.cluster.secret = Some(SECRET.into());
-            config.cluster.state_dir = Some(cursor_dir);
-            let cluster = imgedge::cluster::Cluster::connect(&config.cluster).await.unwrap();
-            let origin = Origin::from_spec(&config.origin).unwrap();
-            let app = Arc::new(App::new(config, origin).with_cluster(cluster));
+            let app = restartable_app(url, o, cursor_dir).await;
             let disk = imgedge::cache::disk::Disk::open(&disk_dir, 64 << 20).await.unwrap();
             app.cache.attach_disk(Arc::new(disk));
             imgedge::cluster::start(&app).await.unwrap();

@@ -37,7 +37,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Smallest disk tier accepted (foyer needs a few blocks to rotate).
-pub const MIN_SIZE: u64 = 16 << 20;
+pub const MIN_SIZE: u64 = crate::config::MIN_DISK_CACHE_SIZE;
 /// foyer's unit of eviction; also the largest entry the tier can hold.
 const MAX_BLOCK: u64 = 64 << 20;
 /// Space kept free on the file system; below it writes are skipped (full disk).
