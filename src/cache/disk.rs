@@ -30,11 +30,31 @@ use bytes::Bytes;
 use foyer::DeviceBuilder;
 use foyer::{
     BlockEngineConfig, FsDeviceBuilder, HybridCache, HybridCacheBuilder, HybridCachePolicy, HybridCacheProperties,
-    Location, PsyncIoEngineConfig, RecoverMode,
+    Load, Location, PsyncIoEngineConfig, RecoverMode, Spawner,
 };
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+/// Threads that run foyer's reads and writes (its psync engine's `spawn_blocking`).
+/// Few on purpose: a page-cache read takes microseconds, and an unbounded pool grew
+/// to 138 threads under 32 connections, each read a wake-up of a cold thread.
+const IO_THREADS: usize = 2;
+
+/// foyer's own runtime: its flushers, reclaimers and reads run there, so they never
+/// take the request runtime's blocking threads and are bounded by [`IO_THREADS`].
+fn io_runtime() -> Result<Spawner, String> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .max_blocking_threads(IO_THREADS)
+        .thread_name("imgedge-disk-io")
+        // Timers only: no I/O or signal driver of its own (signals belong to the
+        // request runtime, which installs the SIGTERM handler).
+        .enable_time()
+        .build()
+        .map_err(|e| format!("starting the disk tier's I/O threads: {e}"))?;
+    Ok(Spawner::from(rt))
+}
 
 /// Smallest disk tier accepted (foyer needs a few blocks to rotate).
 pub const MIN_SIZE: u64 = crate::config::MIN_DISK_CACHE_SIZE;
@@ -186,6 +206,7 @@ impl Disk {
             // Admit nothing to foyer's own memory part: moka is the memory tier.
             .with_filter(|_k: &u128, _v: &Bytes| false)
             .storage()
+            .with_spawner(io_runtime()?)
             .with_io_engine_config(PsyncIoEngineConfig::new())
             .with_engine_config(engine)
             .with_recover_mode(RecoverMode::Quiet)
@@ -252,9 +273,13 @@ impl Disk {
     pub async fn get(&self, key: &CacheKey) -> Option<Found> {
         self.stats.lookups.fetch_add(1, Ordering::Relaxed);
         let id = u128::from_le_bytes(key.hash);
-        let bytes = match self.cache.get(&id).await {
-            Ok(Some(e)) => e.value().clone(),
-            Ok(None) => return None,
+        // Straight from foyer's store: its memory part holds nothing (see the module
+        // note), and `HybridCache::get` would spawn a fetch task and insert a phantom
+        // there on every disk hit, one more task hand-off per request.
+        let bytes = match self.cache.storage().load(&id).await {
+            Ok(Load::Entry { value, .. }) => value,
+            Ok(Load::Piece { piece, .. }) => piece.value().clone(),
+            Ok(_) => return None,
             Err(e) => {
                 self.error(ErrorKind::Io, &format_args!("read failed: {e}"));
                 return None;
