@@ -67,8 +67,12 @@ pub(crate) fn http(addr: &str, request: &str) -> String {
 }
 
 pub(crate) fn sigterm(child: &Child) {
-    let ok = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    assert!(ok.success());
+    signal(child, "-TERM");
+}
+
+/// Sends `sig` (as `kill` spells it: "-TERM", "-HUP", "-QUIT") to the child.
+pub(crate) fn signal(child: &Child, sig: &str) {
+    assert!(Command::new("kill").args([sig, &child.id().to_string()]).status().unwrap().success());
 }
 
 #[test]

@@ -450,7 +450,9 @@ async fn uri_hash_nginx_sends_each_uri_to_one_node() {
             assert_eq!(fetch(format!("/u/{i}.txt?x=1")).await, 200);
         }
     }
-    let _ = nginx.kill();
+    // TERM, not kill(): a SIGKILLed master leaves its workers running (holding the
+    // test runner's stdout open, so `cargo test | tail` never ends).
+    crate::binary::sigterm(&nginx);
     let _ = nginx.wait();
     assert_eq!(origin.requests(), 30, "each URI was fetched by one node only");
     let busy = nodes.iter().filter(|s| s.app.stats.origin_fetches() > 0).count();

@@ -13,6 +13,7 @@ use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::binary::signal;
 use rustls::pki_types::{CertificateDer, ServerName};
 
 /// A test CA and the certificates it signs (ECDSA P-256 unless an RSA key is given).
@@ -118,14 +119,6 @@ pub(crate) fn lines_until(rx: &Receiver<String>, needle: &str) -> Vec<String> {
             return seen;
         }
     }
-}
-
-pub(crate) fn sigterm(child: &Child) {
-    signal(child, "-TERM");
-}
-
-fn signal(child: &Child, sig: &str) {
-    assert!(Command::new("kill").args([sig, &child.id().to_string()]).status().unwrap().success());
 }
 
 /// Accepts any server certificate (the test compares the leaf it got instead).

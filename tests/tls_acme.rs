@@ -149,7 +149,7 @@ fn acme_issues_by_tls_alpn_01_renews_and_keeps_serving_when_the_ca_is_gone() {
     assert!(!failed.last().unwrap().contains("PRIVATE"), "{failed:?}");
     let after = connect(&tls, DOMAIN, Trust::Any, &[], &[&rustls::version::TLS13]).unwrap();
     assert_eq!(after.leaf, second.leaf);
-    crate::tls::sigterm(&child);
+    crate::binary::sigterm(&child);
     assert!(child.wait().unwrap().success());
 
     // A restart serves the stored certificate at once (the directory is dead now).
@@ -158,6 +158,6 @@ fn acme_issues_by_tls_alpn_01_renews_and_keeps_serving_when_the_ca_is_gone() {
     lines_until(&rx, "ACME certificate loaded from the state directory");
     let restarted = connect(&tls, DOMAIN, Trust::Any, &[], &[&rustls::version::TLS13]).unwrap();
     assert_eq!(restarted.leaf, second.leaf);
-    crate::tls::sigterm(&child);
+    crate::binary::sigterm(&child);
     assert!(child.wait().unwrap().success());
 }
