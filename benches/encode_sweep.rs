@@ -4,7 +4,9 @@
 //! (median of 5 encodes). Not part of the server.
 //!
 //! Usage: encode_sweep IN.png OUT_DIR SETTING[,SETTING...] Q[,Q...]
-//! Settings: jpeg, jpeg-opt, webp-m<M>[-sns<S>][-f<F>][-seg<N>][-sharp][-af], avif-s<speed>
+//! Settings: jpeg, jpeg-opt, jpeg-trellis[-dr][-noac][-nodc][-l<scale1>] (built with
+//! `--features sweep-mozjpeg`), avif-s<speed>,
+//! webp-m<M>[-sns<S>][-f<F>][-seg<N>][-sharpness<N>][-sharp][-af][-pass<N>][-pre<N>].
 
 // A measuring tool run by hand: failing loudly on bad input is what it should do.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
@@ -32,6 +34,8 @@ fn webp(rgb: &image::RgbImage, q: u8, spec: &str) -> Vec<u8> {
             cfg.autofilter = 1;
         } else if part.starts_with("pass") {
             cfg.pass = num("pass");
+        } else if part.starts_with("pre") {
+            cfg.preprocessing = num("pre");
         } else {
             panic!("unknown part {part}");
         }
@@ -56,6 +60,34 @@ fn jpeg(rgb: &image::RgbImage, q: u8, optimize: bool) -> Vec<u8> {
     .expect("jpeg")
 }
 
+/// mozjpeg-rs with the server's tables (standard Annex K scaled by quality, 8-bit, 4:2:0):
+/// `jpeg-trellis` (AC+DC trellis, optimised Huffman, no deringing), `-dr` adds overshoot
+/// deringing, `-noac` turns trellis off (Huffman only: matches `jpeg-opt`'s pixels).
+#[cfg(feature = "sweep-mozjpeg")]
+fn jpeg_moz(rgb: &image::RgbImage, q: u8, spec: &str) -> Vec<u8> {
+    let mut trellis = mozjpeg_rs::TrellisConfig::default();
+    if spec.contains("-noac") {
+        trellis = mozjpeg_rs::TrellisConfig::disabled();
+    }
+    if spec.contains("-nodc") {
+        trellis.dc_enabled = false;
+    }
+    // `-l<x>`: lambda_log_scale1 (default 14.75; higher = gentler trellis).
+    if let Some(l) = spec.split('-').find_map(|p| p.strip_prefix('l').and_then(|v| v.parse::<f32>().ok())) {
+        trellis.lambda_log_scale1 = l;
+    }
+    mozjpeg_rs::Encoder::baseline_optimized()
+        .quality(q)
+        .quant_tables(mozjpeg_rs::QuantTableIdx::JpegAnnexK)
+        .force_baseline(true)
+        .subsampling(mozjpeg_rs::Subsampling::S420)
+        .optimize_huffman(true)
+        .overshoot_deringing(spec.contains("-dr"))
+        .trellis(trellis)
+        .encode_rgb(rgb.as_raw(), rgb.width(), rgb.height())
+        .expect("mozjpeg-rs")
+}
+
 fn avif(rgb: &image::RgbImage, q: u8, spec: &str) -> Vec<u8> {
     let speed = spec.strip_prefix("avif-s").and_then(|s| s.parse().ok()).unwrap_or(10);
     let px: Vec<ravif::RGB8> = rgb.pixels().map(|p| ravif::RGB8::new(p[0], p[1], p[2])).collect();
@@ -73,6 +105,8 @@ fn main() {
             let enc = || match spec {
                 "jpeg" => jpeg(&rgb, q, false),
                 "jpeg-opt" => jpeg(&rgb, q, true),
+                #[cfg(feature = "sweep-mozjpeg")]
+                s if s.starts_with("jpeg-trellis") => jpeg_moz(&rgb, q, s),
                 s if s.starts_with("webp") => webp(&rgb, q, s),
                 s if s.starts_with("avif") => avif(&rgb, q, s),
                 s => panic!("unknown setting {s}"),

@@ -575,6 +575,10 @@ pub struct LimitsConfig {
     pub max_ops: usize,
     /// Largest `blur` cost, pixels × kernel taps (2r+1); more is 400 ImageTooLarge.
     pub max_filter_cost: u64,
+    /// libwebp method (encoder effort) for WebP outputs, 0-6. Default 2: at fit 400, 4
+    /// saves ~5 % bytes at equal SSIMULACRA2 for ~2.3x the encode time, 6 ~8 % for ~4.7x
+    /// (BENCHMARKS.md). Outputs with transparency use at most 3.
+    pub webp_method: u8,
     /// Working memory all decodes together may use (pixels x bytes per pixel x frames
     /// kept, plus codec buffers, estimated from the header and charged before queueing);
     /// one decode above it is 400 ImageTooLarge, decodes that do not fit together wait
@@ -597,6 +601,7 @@ impl Default for LimitsConfig {
             max_frames: l.max_frames,
             max_ops: l.max_ops,
             max_filter_cost: l.max_filter_cost,
+            webp_method: l.webp_method,
             decode_memory: DEFAULT_DECODE_MEMORY,
         }
     }
@@ -612,6 +617,7 @@ impl LimitsConfig {
             max_frames: self.max_frames,
             max_ops: self.max_ops,
             max_filter_cost: self.max_filter_cost,
+            webp_method: self.webp_method,
         }
     }
 }
@@ -694,6 +700,9 @@ impl Config {
         }
         if self.limits.max_ops == 0 {
             return Err("limits.max_ops must be at least 1".into());
+        }
+        if self.limits.webp_method > 6 {
+            return Err("limits.webp_method must be 0..6 (libwebp's method)".into());
         }
         if self.request_timeout_ms == 0 {
             return Err("request_timeout_ms must be greater than 0".into());
@@ -806,6 +815,15 @@ mod tests {
         assert_eq!(c.cache.size, 64 << 20);
         assert_eq!(c.cache.ttl_rules[0].weight, 90);
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn webp_method_defaults_to_2_and_stays_within_libwebps_range() {
+        let c: Config = toml::from_str("[limits]\nwebp_method = 6\n").unwrap();
+        assert_eq!((Config::default().limits.webp_method, c.limits.to_limits().webp_method), (2, 6));
+        c.validate().unwrap();
+        let c: Config = toml::from_str("[limits]\nwebp_method = 7\n").unwrap();
+        assert!(c.validate().unwrap_err().contains("limits.webp_method"));
     }
 
     #[test]

@@ -1638,6 +1638,9 @@ def main():
     p.add_argument("--ladder", default="50,60,70,80,90,95", help="quality ladder")
     p.add_argument("--anchor", type=int, default=80, help="imgedge's quality the peers are compared at")
     p.add_argument("--me-ladder", default=None, help="qualities fetched from --me (default: the anchor only)")
+    p.add_argument("--score-cache", default=None,
+                   help="scores by output hash, shared between runs (default: OUT/rd-cache.json). Peers' "
+                        "outputs do not change, so a re-run after an imgedge change scores only imgedge's")
     p.add_argument("--origin", default=os.path.join(PEERS_ROOT, "data"))
     p.add_argument("--jpeg-src", default="photos/*.jpg")
     p.add_argument("--base-port", type=int, default=18200)

@@ -24,8 +24,13 @@ extrapolated: a peer whose whole ladder stays below or above is reported as such
 left out of the mean). ratio = peer bytes / imgedge bytes (> 1 = imgedge smaller); the
 geometric mean per cell is the headline; DSSIM gives a second ratio the same way.
 
-Scores are cached by output hash in OUT/rd-cache.json, so a re-run after an encoder change
-only scores what changed.
+Scores are cached by output hash in OUT/rd-cache.json (or `--score-cache FILE`, shared
+between runs), so a re-run after an encoder change only scores what changed: peers' outputs
+are byte-identical from run to run, so they are fetched again (~10 s for thumbor and sharp)
+but never re-scored. A re-run with every output cached takes ~15 s; each new imgedge output
+costs one SSIMULACRA2 + DSSIM scoring (~0.3 s at fit 400, ~1.5 s at fit 1000 on an idle
+core). A setting can be compared without a code change: `--define
+'imgedge-m6.start=env IMGEDGE_LIMITS_WEBP_METHOD=6 ...' --me imgedge-m6`.
 """
 import hashlib
 import json
@@ -266,7 +271,7 @@ def run(bench, args):
     sizes = [int(x) for x in args.sizes.split(",")]
     cells = [c for c in args.cells.split(",") if c]
     keys = bench.sources(origin, args.jpeg_src)
-    scorer = RdScorer(dssim, qdir, os.path.join(out, "rd-cache.json"))
+    scorer = RdScorer(dssim, qdir, args.score_cache or os.path.join(out, "rd-cache.json"))
     rows = []
     for idx, name in enumerate(names):
         t = targets[name]

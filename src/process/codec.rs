@@ -857,7 +857,7 @@ pub(crate) fn cmyk_to_rgb(cmyk: &[u8], inverted: bool) -> Vec<u8> {
 // ---------------------------------------------------------------- encode
 
 /// Encoder settings resolved from the pipeline.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct EncodeOptions {
     /// 1–100, for JPEG and WebP.
     pub quality: u8,
@@ -865,6 +865,14 @@ pub(crate) struct EncodeOptions {
     pub progressive: bool,
     /// RGB ICC profile to embed.
     pub icc: Option<Vec<u8>>,
+    /// libwebp method, 0–6 (`limits.webp_method`).
+    pub webp_method: u8,
+}
+
+impl Default for EncodeOptions {
+    fn default() -> Self {
+        EncodeOptions { quality: 0, progressive: false, icc: None, webp_method: DEFAULT_WEBP_METHOD }
+    }
 }
 
 /// True for an ICC profile whose data colour space is RGB (header bytes 16..20).
@@ -1039,17 +1047,27 @@ pub(crate) fn insert_jpeg_icc(jpeg: &[u8], icc: &[u8]) -> Vec<u8> {
     out
 }
 
-/// libwebp method (effort). Measured on the 7 benchmark photos at fit 400, q80: method 4
-/// → 2 halves the encode (10.2 → 6.4 ms on one, 6.3 → 3.2 on another) for +3.8 % bytes and
-/// DSSIM 0.00209 → 0.00223, still well ahead of thumbor's 0.00282 at its method 4, and with
-/// fewer bytes. Method 3 costs what 4 does. Methods 5–6 trellis-quantise and, with alpha,
-/// can take seconds.
-const WEBP_METHOD: i32 = 2;
+/// Default libwebp method (effort), `limits.webp_method`. Measured at equal SSIMULACRA2
+/// (`benches/peers/sweep.py`, the 7 benchmark photos, q 70/80/90, bytes to reach method
+/// 2's q80 quality; encode ms = median on this machine). Fit 400: method 2 3.3 ms; 3 0.961×
+/// bytes, 7.9 ms; 4 0.950×, 7.7 ms; 5 0.932×, 8.5 ms; 6 0.918×, 15.5 ms. Fit 1000: 2
+/// 12.2 ms; 4 0.957×, 27.7 ms; 5 0.943×, 31.1 ms; 6 0.924×, 48.1 ms. Every step above 2
+/// costs more than 4 ms per 400 px output, against ~2.5 ms of headroom in issue 20's speed
+/// goal for the WebP cell, so 2 stays the default and the rest is a setting. The other
+/// knobs (sns_strength, filter_strength, autofilter, segments, preprocessing, sharp YUV)
+/// moved bytes by less than the measurement's noise (±1.5 %) or cost as much as a method.
+pub const DEFAULT_WEBP_METHOD: u8 = 2;
 
-fn webp_config(quality: u8) -> Result<webp::WebPConfig, ProcessError> {
+/// Highest method for a picture with transparency: libwebp codes the alpha plane
+/// losslessly with effort = method and quality 8 × method, and from 25 (method 4) on it
+/// takes the costly backward-reference search ("can take seconds", libwebp's own note).
+const WEBP_ALPHA_METHOD_MAX: u8 = 3;
+
+fn webp_config(quality: u8, method: u8, alpha: bool) -> Result<webp::WebPConfig, ProcessError> {
     let mut cfg = webp::WebPConfig::new().map_err(|_| enc_err("webp config"))?;
     cfg.quality = f32::from(quality.clamp(1, 100));
-    cfg.method = WEBP_METHOD;
+    let method = if alpha { method.min(WEBP_ALPHA_METHOD_MAX) } else { method.min(6) };
+    cfg.method = i32::from(method);
     Ok(cfg)
 }
 
@@ -1066,7 +1084,7 @@ pub(crate) fn encode_webp(img: &DynamicImage, opts: &EncodeOptions) -> Result<Ve
     } else {
         webp::Encoder::from_rgb(img.as_bytes(), img.width(), img.height())
     };
-    let cfg = webp_config(opts.quality)?;
+    let cfg = webp_config(opts.quality, opts.webp_method, alpha)?;
     let mem = enc.encode_advanced(&cfg).map_err(|e| enc_err(format!("{e:?}")))?;
     let bytes = mem.to_vec();
     Ok(match &opts.icc {
@@ -1143,7 +1161,8 @@ fn encode_webp_anim(pic: &Picture, opts: &EncodeOptions) -> Result<Vec<u8>, Proc
     let (w, h) = pic.dims();
     let (wi, hi) = (i32::try_from(w).map_err(enc_err)?, i32::try_from(h).map_err(enc_err)?);
     let stride = wi.checked_mul(4).ok_or_else(|| enc_err("width"))?;
-    let cfg = webp_config(opts.quality)?;
+    // Animation frames are RGBA: the alpha cap applies.
+    let cfg = webp_config(opts.quality, opts.webp_method, true)?;
     let frames: Vec<(image::RgbaImage, u32)> =
         pic.frames.iter().map(|f| (picture::to_rgba(f.img.clone()), f.delay_ms)).collect();
     // A GIF without a loop extension plays once, which is WebP loop count 1.

@@ -65,6 +65,7 @@ mod tests;
 #[cfg(test)]
 mod watermark_tests;
 
+pub use codec::DEFAULT_WEBP_METHOD;
 pub use decoded::DecodedCache;
 pub use fonts::Fonts;
 pub use memo::{ChainMemo, ParsedChain};
@@ -93,6 +94,9 @@ pub struct Limits {
     /// decoding. The separable blur costs about 12 s per 10^9 (one core), so the default
     /// 10^9 keeps one blur within ~12 s (a 16 MP photo up to r_4, 9.9 MP up to r_50).
     pub max_filter_cost: u64,
+    /// libwebp method (encoder effort, 0-6) for WebP outputs: CPU per WebP encode against
+    /// bytes. See [`codec::DEFAULT_WEBP_METHOD`] for what each step costs and saves.
+    pub webp_method: u8,
 }
 
 impl Default for Limits {
@@ -104,6 +108,7 @@ impl Default for Limits {
             max_frames: 300,
             max_ops: 32,
             max_filter_cost: 1_000_000_000,
+            webp_method: codec::DEFAULT_WEBP_METHOD,
         }
     }
 }

@@ -210,7 +210,7 @@ pub(crate) fn run(src: &[u8], p: &Pipeline, ctx: &RunContext<'_>) -> Result<Outp
         return Ok(json(ops::average_hue::compute(img)?));
     }
 
-    let bytes = encode(&mut pic, p, &probe, plan.out_fmt)?;
+    let bytes = encode(&mut pic, p, &probe, plan.out_fmt, ctx.limits.webp_method)?;
     if p.terminal == Some(Terminal::Info) {
         // `info` after other ops describes the processed result (spec §1.3).
         let out_probe = codec::probe(&bytes, &super::Limits { max_source_bytes: u64::MAX, ..ctx.limits.clone() })?;
@@ -386,7 +386,13 @@ fn check_output_pixels((ow, oh): (u32, u32), limits: &super::Limits) -> Result<(
 
 /// Colour (convert to sRGB where we can; otherwise carry an RGB profile, never drop it
 /// silently, see colour.rs), then the encoder with the chain's quality and interlace.
-fn encode(pic: &mut Picture, p: &Pipeline, probe: &codec::Probe, out_fmt: Format) -> Result<Vec<u8>, ProcessError> {
+fn encode(
+    pic: &mut Picture,
+    p: &Pipeline,
+    probe: &codec::Probe,
+    out_fmt: Format,
+    webp_method: u8,
+) -> Result<Vec<u8>, ProcessError> {
     let mut icc = None;
     if let Some(profile) = &probe.meta.icc {
         if super::colour::to_srgb(pic, profile)? == super::colour::Converted::Carry && codec::is_rgb_icc(profile) {
@@ -400,6 +406,7 @@ fn encode(pic: &mut Picture, p: &Pipeline, probe: &codec::Probe, out_fmt: Format
         quality: quality::effective(p.quality, src_q, matches!(out_fmt, Format::Webp | Format::Avif)),
         progressive: p.interlace.unwrap_or(false),
         icc,
+        webp_method,
     };
     check_format_dims(out_fmt, pic.dims())?;
     let mut bytes = codec::encode(pic, out_fmt, &opts)?;

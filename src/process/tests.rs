@@ -271,7 +271,7 @@ fn icc_profiles_converted_or_carried() {
     assert!(codec::is_rgb_icc(&icc));
     // Fallback path: the encoders embed a profile they are given.
     let pic = picture::Picture::still(decode_out(&jpg));
-    let opts = codec::EncodeOptions { quality: 80, progressive: false, icc: Some(icc) };
+    let opts = codec::EncodeOptions { quality: 80, icc: Some(icc), ..Default::default() };
     let j = codec::encode(&pic, ops::format::Format::Jpg, &opts).unwrap();
     assert!(j.windows(12).any(|w| w == b"ICC_PROFILE\0"));
     assert_eq!(codec::probe(&j, &Limits::default()).unwrap().meta.icc, opts.icc);
@@ -296,6 +296,34 @@ fn quality_settings() {
     let small = run_chain(&src, "image/resize,w_200/format,webp/quality,q_10").unwrap().bytes.len();
     let big = run_chain(&src, "image/resize,w_200/format,webp/quality,q_95").unwrap().bytes.len();
     assert!(small < big);
+}
+
+/// `limits.webp_method` reaches libwebp: the default stays method 2 (issue 20: every higher
+/// method costs more encode time than the speed goal leaves), a higher one gives fewer
+/// bytes for the same request, and pictures with transparency stop at method 3.
+#[test]
+fn webp_method_is_a_limit_with_a_measured_default() {
+    assert_eq!(Limits::default().webp_method, 2);
+    assert_eq!(codec::EncodeOptions::default().webp_method, 2);
+    let src = corpus(PHOTO);
+    let p = pp("image/resize,w_200/format,webp/quality,q_80").unwrap();
+    let at = |m: u8| {
+        let limits = Limits { webp_method: m, ..Limits::default() };
+        run(&src, &p, &RunContext::new(&limits)).unwrap().bytes
+    };
+    let (m2, m6) = (at(2), at(6));
+    assert_eq!(run_chain(&src, "image/resize,w_200/format,webp/quality,q_80").unwrap().bytes, m2);
+    assert!(m6.len() < m2.len(), "method 6 {} vs 2 {}", m6.len(), m2.len());
+    // Transparency caps the method (lossless alpha search); opaque pictures take it as set.
+    let rgba = image::DynamicImage::ImageRgba8(image::RgbaImage::from_fn(64, 48, |x, y| {
+        image::Rgba([(x * 4) as u8, (y * 5) as u8, ((x * y) % 251) as u8, if x < 32 { 255 } else { (y * 5) as u8 }])
+    }));
+    let enc = |m: u8| {
+        codec::encode_webp(&rgba, &codec::EncodeOptions { quality: 80, webp_method: m, ..Default::default() }).unwrap()
+    };
+    let (a6, a3, a2) = (enc(6), enc(3), enc(2));
+    assert!(a6 == a3, "transparent: method 6 must encode as 3 ({} vs {} bytes)", a6.len(), a3.len());
+    assert!(a3 != a2, "transparent: method 3 still applies ({} bytes both)", a3.len());
 }
 
 #[test]

@@ -101,6 +101,7 @@ fn engine() -> &'static Engine {
             max_frames: 16,
             max_ops: 32,
             max_filter_cost: 100_000_000,
+            webp_method: imgedge::process::DEFAULT_WEBP_METHOD,
         };
         let fonts = Fonts::embedded().expect("embedded fonts");
         let chains =
