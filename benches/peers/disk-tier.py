@@ -11,6 +11,8 @@ Three servers, same data, same run, same wrk settings, alternating rounds:
                 served from disk (X-Cache: HIT TCP_HIT).
   nginx-disk    nginx proxy_cache with its cache zone on disk (max_size large enough for
                 the working set) in front of a plain file backend in the same instance.
+  nginx-disk-nosendfile  (reference, not in the default targets) the same with
+                `sendfile off`: bodies copied through user space, as imgedge's are.
 
 The working set is N objects of realistic rendition size (400/640 px JPEG q80 thumbnails
 of the peer photos, copied to N distinct keys), N chosen so the bytes are RATIO x L1. Every
@@ -139,7 +141,7 @@ events {{ worker_connections 4096; }}
 http {{
     include /etc/nginx/mime.types;
     access_log off;
-    sendfile on;
+    sendfile {sendfile};
     tcp_nopush on;
     keepalive_timeout 65;
     keepalive_requests 1000000;
@@ -234,17 +236,18 @@ def imgedge_server(name, binary, port, data, l1, disk_dir, disk_size, logdir):
                   logf=os.path.join(logdir, f"{name}.log"))
 
 
-def nginx_server(port, data, max_size, rundir, logdir):
-    rd = os.path.join(rundir, f"nginx-disk-{port}")
+def nginx_server(port, data, max_size, rundir, logdir, sendfile=True):
+    name = "nginx-disk" if sendfile else "nginx-disk-nosendfile"
+    rd = os.path.join(rundir, f"{name}-{port}")
     shutil.rmtree(rd, ignore_errors=True)
     for d in ("cache", "tmp/body", "tmp/proxy", "tmp/fastcgi", "tmp/uwsgi", "tmp/scgi"):
         os.makedirs(os.path.join(rd, d))
     conf = os.path.join(rd, "nginx.conf")
     with open(conf, "w") as f:
         f.write(NGINX_CONF.format(workers=os.environ.get("NGINX_WORKERS", "2"), rd=rd, port=port, data=data,
-                                  max_size=max_size))
+                                  max_size=max_size, sendfile="on" if sendfile else "off"))
     argv = ["nginx", "-c", conf, "-p", rd, "-e", os.path.join(rd, "error.log")]
-    return Server("nginx-disk", argv, port, logf=os.path.join(logdir, "nginx-disk.log"))
+    return Server(name, argv, port, logf=os.path.join(logdir, f"{name}.log"))
 
 
 # ------------------------------------------------------------------------------ load
@@ -321,6 +324,11 @@ def cmd_run(args):
                                       outdir),
         "nginx-disk": nginx_server(args.port + 2, data, args.disk_size.replace("GiB", "g").replace("MiB", "m"), rundir,
                                    outdir),
+        # Reference row: the same nginx copying bodies through user space (read + write),
+        # as imgedge must: sendfile is what separates the two (BENCHMARKS.md).
+        "nginx-disk-nosendfile": nginx_server(args.port + 4, data,
+                                              args.disk_size.replace("GiB", "g").replace("MiB", "m"), rundir, outdir,
+                                              sendfile=False),
     }
     servers = {n: s for n, s in servers.items() if n in args.targets.split(",")}
     results = {n: [] for n in servers}
