@@ -699,7 +699,16 @@ fn run(cli: Cli) -> Result<(), Fail> {
         ));
         #[cfg(not(unix))]
         let _ = (cli, log_switch);
-        imgedge::serve_with_tls(public, admin, tls, Arc::clone(&app), shutdown_signal())
+        // On SIGTERM the node first leaves the cluster (peers stop routing new misses to
+        // it at their next heartbeat), then drains what is in flight.
+        let cluster = app.cluster.clone();
+        let shutdown = async move {
+            shutdown_signal().await;
+            if let Some(cluster) = cluster {
+                cluster.leave().await;
+            }
+        };
+        imgedge::serve_with_tls(public, admin, tls, Arc::clone(&app), shutdown)
             .await
             .map_err(|e| Fail::runtime(format!("serving stopped: {e}")))?;
         if let Some(disk) = app.cache.disk() {

@@ -297,6 +297,52 @@ async fn a_killed_node_drops_out_and_no_request_fails() {
     assert_eq!(after, fallbacks, "once the ring moved, nothing is routed to the dead node");
 }
 
+/// Graceful leave: a node shut down with SIGTERM (`Cluster::leave`) leaves every peer's
+/// ring at their next heartbeat, long before its membership key would expire (30 s
+/// here), and the survivors then route nothing to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_that_leaves_drops_out_of_every_ring_at_the_next_heartbeat() {
+    let redis = Redis::start();
+    let origin = FaultOrigin::start(&b"body"[..], vec![]).await;
+    let mut nodes = Vec::new();
+    for id in ["n1", "n2", "n3"] {
+        nodes.push(node(id, &redis.url(), &origin.url(), |c| c.cluster.member_ttl_ms = 30_000).await);
+    }
+    wait_for_members(&nodes, 3).await;
+    let gone = nodes.remove(1);
+    gone.app.cluster.as_ref().unwrap().leave().await;
+    assert_eq!(redis.cli(&["SMEMBERS", "imgedge:nodes"]).lines().count(), 2, "n2 left the set");
+    assert_eq!(redis.cli(&["EXISTS", "imgedge:node:n2"]), "0");
+    gone.stop().await;
+    // Bounded at 10 s, a third of the membership TTL: only the leave can explain it.
+    wait_for_members(&nodes, 2).await;
+    assert!(burst(0, &nodes).await.iter().all(|&s| s == 200));
+    let fallbacks: f64 = nodes.iter().map(|s| metric(&s.app, "imgedge_cluster_forward_fallbacks_total")).sum();
+    assert_eq!(fallbacks, 0.0, "nothing was routed to the node that left");
+}
+
+/// A node is announced only by its heartbeat, which starts once its start-up replay is
+/// done: the first ring read does not register it (a peer forwarding to it then would
+/// wait on a listener that does not accept yet).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_announces_itself_only_when_it_starts_serving() {
+    use imgedge::cluster::membership::{refresh, Announce};
+    let redis = Redis::start();
+    let state = tempfile::tempdir().unwrap();
+    let app = restartable_app(redis.url(), state.path().display().to_string(), state.path().join("cursor")).await;
+    let cluster = app.cluster.clone().unwrap();
+    refresh(&cluster, Announce::No).await;
+    assert_eq!(redis.cli(&["SMEMBERS", "imgedge:nodes"]), "", "reading the ring registers nothing");
+    imgedge::cluster::start(&app).await.unwrap();
+    let until = Instant::now() + Duration::from_secs(10);
+    while redis.cli(&["SMEMBERS", "imgedge:nodes"]) != "disk" {
+        assert!(Instant::now() < until, "the heartbeat did not announce the node");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cluster.leave().await;
+    assert_eq!(redis.cli(&["SMEMBERS", "imgedge:nodes"]), "");
+}
+
 /// Item 4: a slow fill (here: a forward whose owner waits on a slow origin) never
 /// stores what a purge issued meanwhile on a third node removed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

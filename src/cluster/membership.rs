@@ -5,6 +5,11 @@
 //!
 //! When Redis is unreachable the ring stays as last seen (frozen): keys keep their
 //! owners, and a forward to a node that died meanwhile fails fast and is served locally.
+//!
+//! A node announces itself only once it serves (its start-up purge replay done): before
+//! that, a peer's forward would wait on a listener nobody accepts on. It leaves on
+//! shutdown (`SREM` + `DEL`, [`leave`]), so peers drop it at their next heartbeat
+//! instead of forwarding to it until its key expires.
 
 use super::ring::{Member, Ring};
 use super::Cluster;
@@ -20,22 +25,36 @@ fn node_key(c: &Cluster, id: &str) -> String {
     format!("{}:node:{id}", c.cfg.key_prefix)
 }
 
-/// Heartbeats and ring rebuilds, every `heartbeat_ms`, for the life of the process.
+/// Heartbeats and ring rebuilds, every `heartbeat_ms`, until the node stops or leaves.
+/// The first heartbeat (at once) announces the node.
 pub async fn run(cluster: Arc<Cluster>) {
     let mut tick = tokio::time::interval(Duration::from_millis(cluster.cfg.heartbeat_ms));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    while !cluster.is_stopped() {
+    loop {
         tick.tick().await;
-        refresh(&cluster).await;
+        if cluster.is_stopped() {
+            break;
+        }
+        refresh(&cluster, Announce::Yes).await;
     }
 }
 
-/// One heartbeat and ring rebuild; errors keep the last ring.
-pub async fn refresh(cluster: &Cluster) {
+/// Whether a refresh also registers this node (heartbeat) or only reads the others.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Announce {
+    /// Heartbeat: this node is in the ring for others.
+    Yes,
+    /// Read the members only (start-up, before the node serves).
+    No,
+}
+
+/// One heartbeat (or, with [`Announce::No`], one read) and ring rebuild; errors keep
+/// the last ring.
+pub async fn refresh(cluster: &Cluster, announce: Announce) {
     let Some(conn) = cluster.redis.clone() else {
         return;
     };
-    match heartbeat(cluster, conn).await {
+    match heartbeat(cluster, conn, announce).await {
         Ok(mut members) => {
             members.extend(cluster.peers.iter().cloned());
             members.push(Member { id: cluster.node_id.clone(), url: cluster.advertise.clone() });
@@ -50,19 +69,25 @@ pub async fn refresh(cluster: &Cluster) {
     }
 }
 
-async fn heartbeat(cluster: &Cluster, mut conn: redis::aio::ConnectionManager) -> redis::RedisResult<Vec<Member>> {
+async fn heartbeat(
+    cluster: &Cluster,
+    mut conn: redis::aio::ConnectionManager,
+    announce: Announce,
+) -> redis::RedisResult<Vec<Member>> {
     let ttl = cluster.cfg.member_ttl_ms;
-    redis::pipe()
-        .cmd("SET")
-        .arg(node_key(cluster, &cluster.node_id))
-        .arg(&cluster.advertise)
-        .arg("PX")
-        .arg(ttl)
-        .ignore()
-        .sadd(nodes_key(cluster), &cluster.node_id)
-        .ignore()
-        .exec_async(&mut conn)
-        .await?;
+    if announce == Announce::Yes {
+        redis::pipe()
+            .cmd("SET")
+            .arg(node_key(cluster, &cluster.node_id))
+            .arg(&cluster.advertise)
+            .arg("PX")
+            .arg(ttl)
+            .ignore()
+            .sadd(nodes_key(cluster), &cluster.node_id)
+            .ignore()
+            .exec_async(&mut conn)
+            .await?;
+    }
     let ids: Vec<String> = conn.smembers(nodes_key(cluster)).await?;
     if ids.is_empty() {
         return Ok(Vec::new());
@@ -80,4 +105,20 @@ async fn heartbeat(cluster: &Cluster, mut conn: redis::aio::ConnectionManager) -
         }
     }
     Ok(members)
+}
+
+/// Takes this node out of the membership now (`SREM` + `DEL`); best effort: if Redis
+/// cannot be reached, the node lapses by its key's TTL as a crashed one does. Call
+/// after [`Cluster::stop`], so no heartbeat in flight announces it again.
+pub async fn leave(cluster: &Cluster) {
+    let Some(mut conn) = cluster.redis.clone() else {
+        return;
+    };
+    let mut pipe = redis::pipe();
+    pipe.srem(nodes_key(cluster), &cluster.node_id).ignore().del(node_key(cluster, &cluster.node_id)).ignore();
+    match tokio::time::timeout(Duration::from_secs(1), pipe.exec_async(&mut conn)).await {
+        Ok(Ok(())) => tracing::info!(node = %cluster.node_id, "left the cluster"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "leaving the cluster failed; the node lapses by TTL"),
+        Err(_) => tracing::warn!("leaving the cluster timed out; the node lapses by TTL"),
+    }
 }

@@ -104,9 +104,16 @@ impl Cluster {
     }
 
     /// Stops heartbeating and consuming purges (the node lapses out of the ring after
-    /// `member_ttl_ms`, as a crashed one would); used at shutdown and by tests.
+    /// `member_ttl_ms`, as a crashed one would); tests use it to simulate a crash.
     pub fn stop(&self) {
         self.stopped.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Graceful leave (shutdown): stops, then takes the node out of Redis's
+    /// membership, so peers stop routing to it at their next heartbeat.
+    pub async fn leave(&self) {
+        self.stop();
+        membership::leave(self).await;
     }
 
     fn is_stopped(&self) -> bool {
@@ -120,8 +127,10 @@ impl Cluster {
     }
 }
 
-/// Start-up: replays the purges this node missed (before anything is served), then
-/// starts the heartbeat and the purge consumer. Call before the listeners accept.
+/// Start-up: reads the ring (without announcing this node), replays the purges this
+/// node missed (before anything is served), then starts the purge consumer and the
+/// heartbeat, whose first beat announces the node. Call right before the listeners
+/// accept: peers route to the node from its first heartbeat on.
 ///
 /// # Errors
 /// The purge stream cannot be read at start-up (the node would serve what it missed).
@@ -129,11 +138,11 @@ pub async fn start(app: &Arc<App>) -> Result<(), String> {
     let Some(cluster) = app.cluster.clone() else {
         return Ok(());
     };
-    membership::refresh(&cluster).await;
+    membership::refresh(&cluster, membership::Announce::No).await;
     let cursor = purge_stream::catch_up(app, &cluster).await?;
-    tokio::spawn(membership::run(Arc::clone(&cluster)));
     if let Some(cursor) = cursor {
-        tokio::spawn(purge_stream::consume(Arc::clone(app), cluster, cursor));
+        tokio::spawn(purge_stream::consume(Arc::clone(app), Arc::clone(&cluster), cursor));
     }
+    tokio::spawn(membership::run(cluster));
     Ok(())
 }
