@@ -321,6 +321,38 @@ async fn a_node_that_leaves_drops_out_of_every_ring_at_the_next_heartbeat() {
     assert_eq!(fallbacks, 0.0, "nothing was routed to the node that left");
 }
 
+/// The binary wires the leave into its shutdown: after SIGTERM (exit 0) its membership is
+/// gone from Redis at once, not when its key's TTL runs out.
+#[test]
+fn the_binary_leaves_the_cluster_on_sigterm() {
+    let redis = Redis::start();
+    let origin = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let url = redis.url();
+    let args = [
+        "--origin",
+        origin.path().to_str().unwrap(),
+        "--cluster",
+        url.as_str(),
+        "--node-id",
+        "b1",
+        "--cluster-advertise",
+        "http://127.0.0.1:9",
+        "--cluster-state",
+        state.path().to_str().unwrap(),
+    ];
+    let (mut child, _, _, _logs) = crate::binary::spawn(&args, &[("IMGEDGE_CLUSTER_SECRET", SECRET)]);
+    let until = Instant::now() + Duration::from_secs(10);
+    while redis.cli(&["SMEMBERS", "imgedge:nodes"]) != "b1" {
+        assert!(Instant::now() < until, "the node did not join");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    crate::binary::sigterm(&child);
+    assert!(child.wait().unwrap().success());
+    assert_eq!(redis.cli(&["SMEMBERS", "imgedge:nodes"]), "");
+    assert_eq!(redis.cli(&["EXISTS", "imgedge:node:b1"]), "0", "left, not lapsing by TTL");
+}
+
 /// A node is announced only by its heartbeat, which starts once its start-up replay is
 /// done: the first ring read does not register it (a peer forwarding to it then would
 /// wait on a listener that does not accept yet).
