@@ -6,7 +6,7 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn imgedge() -> Command {
+pub(crate) fn imgedge() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_imgedge"));
     c.current_dir(env!("CARGO_MANIFEST_DIR"));
     c
@@ -22,10 +22,33 @@ pub(crate) fn spawn(
 
 /// [`spawn`] for a given command (another executable path or working directory).
 pub(crate) fn spawn_command(
-    mut command: Command,
+    command: Command,
     args: &[&str],
     envs: &[(&str, &str)],
 ) -> (Child, String, String, std::sync::mpsc::Receiver<String>) {
+    let (child, serving, rx) = spawn_serving(command, args, envs);
+    (child, serving.field("listen"), serving.field("admin"), rx)
+}
+
+/// The binary's "imgedge serving" log line, which names the bound addresses.
+pub(crate) struct Serving(String);
+
+impl Serving {
+    /// A `name=value` field of the line ("listen", "admin", "tls").
+    pub(crate) fn field(&self, name: &str) -> String {
+        let start = self.0.find(&format!(" {name}=")).unwrap() + name.len() + 2;
+        self.0[start..].split_whitespace().next().unwrap().to_owned()
+    }
+}
+
+/// Starts `command` with extra flags on port 0 and waits (30 s at most) for its
+/// "imgedge serving" line; returns the child, that line and the rest of its log. A
+/// server that does not start is killed and its stderr is the panic message.
+pub(crate) fn spawn_serving(
+    mut command: Command,
+    args: &[&str],
+    envs: &[(&str, &str)],
+) -> (Child, Serving, std::sync::mpsc::Receiver<String>) {
     let mut child = command
         .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
         .args(args)
@@ -47,13 +70,17 @@ pub(crate) fn spawn_command(
     });
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("server started");
+        let line = match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(l) => l,
+            Err(_) => {
+                let _ = child.kill();
+                let mut err = String::new();
+                let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+                panic!("server did not start: {err}");
+            }
+        };
         if line.contains("imgedge serving") {
-            let field = |name: &str| {
-                let start = line.find(&format!("{name}=")).unwrap() + name.len() + 1;
-                line[start..].split_whitespace().next().unwrap().to_owned()
-            };
-            return (child, field("listen"), field("admin"), rx);
+            return (child, Serving(line), rx);
         }
     }
 }

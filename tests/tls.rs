@@ -4,10 +4,10 @@
 //! challenge), per-site redirect and HSTS, the scheme in the access log, one cache
 //! entry for both schemes, and real clients (curl, Python `ssl`, headless Chromium).
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
@@ -65,44 +65,8 @@ fn replace(path: &Path, data: &[u8]) {
 /// The binary with extra flags; returns the child, the plain, admin and TLS addresses
 /// (from the "imgedge serving" line) and the rest of its log.
 pub(crate) fn spawn(args: &[&str]) -> (Child, String, String, String, Receiver<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_imgedge"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-        .args(args)
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let line = match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(l) => l,
-            Err(_) => {
-                let _ = child.kill();
-                let mut err = String::new();
-                let _ = child.stderr.take().unwrap().read_to_string(&mut err);
-                panic!("server did not start: {err}");
-            }
-        };
-        if line.contains("imgedge serving") {
-            let field = |name: &str| {
-                let start = line.find(&format!(" {name}=")).unwrap() + name.len() + 2;
-                line[start..].split_whitespace().next().unwrap().to_owned()
-            };
-            return (child, field("listen"), field("admin"), field("tls"), rx);
-        }
-    }
+    let (child, serving, rx) = crate::binary::spawn_serving(crate::binary::imgedge(), args, &[]);
+    (child, serving.field("listen"), serving.field("admin"), serving.field("tls"), rx)
 }
 
 /// Log lines up to and including the first that contains `needle` (60 s at most).
