@@ -139,6 +139,20 @@ fn resize_modes_on_photo() {
     assert_eq!(e.ec(), Some("0040-00000007"));
 }
 
+/// m_fill where one side needs no scaling and the scale factor is not exact in binary
+/// (31/30): the visible region must not end a rounding error past the image (it was a
+/// 500 "crop box out of the image boundaries", found by the fuzzer).
+#[test]
+fn fill_region_never_leaves_the_image() {
+    for (sw, sh, w, h) in [(48, 31, 40, 30), (31, 48, 30, 40), (97, 61, 60, 60), (1001, 667, 500, 333)] {
+        let mut src = Vec::new();
+        image::DynamicImage::ImageRgb8(image::RgbImage::new(sw, sh))
+            .write_to(&mut std::io::Cursor::new(&mut src), image::ImageFormat::Png)
+            .unwrap();
+        assert_eq!(dims(&src, &format!("image/resize,m_fill,w_{w},h_{h}/format,png")), (w, h), "{sw}x{sh}");
+    }
+}
+
 #[test]
 fn crop_rotate_and_friends_on_photo() {
     let src = corpus(PHOTO);

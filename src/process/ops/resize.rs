@@ -306,7 +306,15 @@ impl Resize {
                 let fy = f64::from(img.height()) / f64::from(sh);
                 let ox = f64::from((sw - w) / 2);
                 let oy = f64::from((sh - h) / 2);
-                let region: SrcRegion = (ox * fx, oy * fy, f64::from(w) * fx, f64::from(h) * fy);
+                let (left, top) = (ox * fx, oy * fy);
+                // Clamped to the image: in floating point, 31/30 * 30 is 31.000000000000004,
+                // and a region a hair past the edge is refused by the resizer.
+                let region: SrcRegion = (
+                    left,
+                    top,
+                    (f64::from(w) * fx).min(f64::from(img.width()) - left),
+                    (f64::from(h) * fy).min(f64::from(img.height()) - top),
+                );
                 picture::resample(img, w, h, Some(region))
             }
             Plan::Pad { sw, sh, w, h } => {
