@@ -141,6 +141,20 @@ fn plain_key(path: &str) -> CacheKey {
     CacheKey::new(HOST, path, None, None, None, &[])
 }
 
+/// A plain-URL cache entry with a text body, kept 10 minutes.
+fn text_entry(path: &str, body: &'static [u8]) -> Arc<imgedge::cache::Entry> {
+    Arc::new(imgedge::cache::Entry::new(
+        plain_key(path),
+        http::StatusCode::OK,
+        bytes::Bytes::from_static(body),
+        "text/plain".into(),
+        None,
+        None,
+        None,
+        Duration::from_secs(600),
+    ))
+}
+
 async fn get(s: &TestServer, pq: &str) -> crate::common::server::TestResponse {
     s.get_with(pq, &[("host", HOST)]).await
 }
@@ -425,18 +439,7 @@ async fn a_restarted_node_replays_missed_purges_or_drops_everything_if_trimmed()
     let dir = state.path().to_owned();
     let other = node("other", &redis.url(), &origin.url(), |_| {}).await;
     let restarted = |dir: std::path::PathBuf| restartable_app(redis.url(), origin.url(), dir);
-    let entry = |path: &str| {
-        Arc::new(imgedge::cache::Entry::new(
-            plain_key(path),
-            http::StatusCode::OK,
-            bytes::Bytes::from_static(b"kept across the restart"),
-            "text/plain".into(),
-            None,
-            None,
-            None,
-            Duration::from_secs(600),
-        ))
-    };
+    let entry = |path: &str| text_entry(path, b"kept across the restart");
     // First run: writes its cursor.
     let first = restarted(dir.clone()).await;
     imgedge::cluster::start(&first).await.unwrap();
@@ -564,18 +567,7 @@ async fn a_restarted_node_never_serves_from_disk_what_was_purged_while_it_was_do
         app.cluster.as_ref().unwrap().stop();
         app.cache.disk().unwrap().close().await;
     };
-    let entry = |path: &str| {
-        Arc::new(imgedge::cache::Entry::new(
-            plain_key(path),
-            http::StatusCode::OK,
-            bytes::Bytes::from_static(b"on disk across the restart"),
-            "text/plain".into(),
-            None,
-            None,
-            None,
-            Duration::from_secs(600),
-        ))
-    };
+    let entry = |path: &str| text_entry(path, b"on disk across the restart");
     let on_disk = |app: &Arc<App>, path: &'static str| {
         let app = Arc::clone(app);
         async move { app.cache.get_from_disk(&plain_key(path)).await.is_some() }
