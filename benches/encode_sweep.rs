@@ -4,8 +4,9 @@
 //! (median of 5 encodes). Not part of the server.
 //!
 //! Usage: encode_sweep IN.png OUT_DIR SETTING[,SETTING...] Q[,Q...]
-//! Settings: jpeg, jpeg-opt, jpeg-trellis[-dr][-noac][-nodc][-l<scale1>] (built with
-//! `--features sweep-mozjpeg`), avif-s<speed>,
+//! Settings: jpeg, jpeg-opt (libjpeg-turbo, the server's encoder before issue 20), jpeg-trellis[-dr][-noac][-nodc][-l<scale1>] (built with
+//! `--features sweep-mozjpeg`), jpeg-jpegli (adaptive quantisation on), jpeg-jpegli-noaq
+//! (the server's JPEG encoder since issue 20)[-444][-std0], avif-s<speed>,
 //! webp-m<M>[-sns<S>][-f<F>][-seg<N>][-sharpness<N>][-sharp][-af][-pass<N>][-pre<N>].
 
 // A measuring tool run by hand: failing loudly on bad input is what it should do.
@@ -88,6 +89,20 @@ fn jpeg_moz(rgb: &image::RgbImage, q: u8, spec: &str) -> Vec<u8> {
         .expect("mozjpeg-rs")
 }
 
+/// jpegli through the server's own wrapper (`imgedge::process::jpegli`), from
+/// [`Settings::server`](imgedge::process::jpegli::Settings::server): `-aq` turns adaptive
+/// quantisation on, `-444` keeps full chroma, `-std0` uses jpegli's own tables (changes what
+/// Q_n means; for reference only). `jpeg-jpegli-noaq` is the server's setting (the name
+/// kept from the measurement that chose it).
+fn jpeg_jpegli(rgb: &image::RgbImage, q: u8, spec: &str) -> Vec<u8> {
+    use imgedge::process::jpegli::{encode_rgb, Settings};
+    let mut s = Settings::server(q, false);
+    s.adaptive_quantization = spec.contains("-aq") || spec == "jpeg-jpegli";
+    s.chroma_420 = !spec.contains("-444");
+    s.standard_tables = !spec.contains("-std0");
+    encode_rgb(rgb.as_raw(), rgb.width(), rgb.height(), &s).expect("jpegli")
+}
+
 fn avif(rgb: &image::RgbImage, q: u8, spec: &str) -> Vec<u8> {
     let speed = spec.strip_prefix("avif-s").and_then(|s| s.parse().ok()).unwrap_or(10);
     let px: Vec<ravif::RGB8> = rgb.pixels().map(|p| ravif::RGB8::new(p[0], p[1], p[2])).collect();
@@ -107,6 +122,7 @@ fn main() {
                 "jpeg-opt" => jpeg(&rgb, q, true),
                 #[cfg(feature = "sweep-mozjpeg")]
                 s if s.starts_with("jpeg-trellis") => jpeg_moz(&rgb, q, s),
+                s if s.starts_with("jpeg-jpegli") => jpeg_jpegli(&rgb, q, s),
                 s if s.starts_with("webp") => webp(&rgb, q, s),
                 s if s.starts_with("avif") => avif(&rgb, q, s),
                 s => panic!("unknown setting {s}"),

@@ -975,10 +975,9 @@ pub(crate) fn ext_color(img: &DynamicImage) -> ExtendedColorType {
     }
 }
 
-/// JPEG via libjpeg-turbo, 4:2:0, with Huffman tables optimised for the image (issue 20:
-/// lossless, same pixels and the same standard quantisation tables as OSS's `Q_n`, about
-/// 2-3 % fewer bytes for +0.2-0.5 ms per 400 px encode; see [`JPEG_OPTIMIZE`]); alpha is
-/// flattened on white (spec §3).
+/// JPEG via jpegli ([`super::jpegli`]: libjpeg's standard quantisation tables, so `Q_n`
+/// means what it means at OSS; 4:2:0; optimised Huffman tables; baseline unless
+/// `interlace,1`); alpha is flattened on white (spec §3).
 pub(crate) fn encode_jpeg(img: &DynamicImage, opts: &EncodeOptions) -> Result<Vec<u8>, ProcessError> {
     let rgb_owned;
     let rgb = match img {
@@ -988,32 +987,18 @@ pub(crate) fn encode_jpeg(img: &DynamicImage, opts: &EncodeOptions) -> Result<Ve
             &rgb_owned
         }
     };
-    let (w, h) = (rgb.width() as usize, rgb.height() as usize);
-    let mut c = turbojpeg::Compressor::new().map_err(enc_err)?;
-    c.set_quality(i32::from(opts.quality.clamp(1, 100))).map_err(enc_err)?;
-    c.set_subsamp(turbojpeg::Subsamp::Sub2x2).map_err(enc_err)?;
-    c.set_optimize(JPEG_OPTIMIZE).map_err(enc_err)?;
-    if opts.progressive {
-        c.set_progressive(true).map_err(enc_err)?;
-    }
-    let jpeg = c
-        .compress_to_vec(turbojpeg::Image {
-            pixels: rgb.as_raw().as_slice(),
-            width: w,
-            pitch: w * 3,
-            height: h,
-            format: turbojpeg::PixelFormat::RGB,
-        })
-        .map_err(enc_err)?;
+    let jpeg = super::jpegli::encode_rgb(
+        rgb.as_raw(),
+        rgb.width(),
+        rgb.height(),
+        &super::jpegli::Settings::server(opts.quality, opts.progressive),
+    )
+    .map_err(enc_err)?;
     Ok(match &opts.icc {
         Some(icc) => insert_jpeg_icc(&jpeg, icc),
         None => jpeg,
     })
 }
-
-/// Optimised Huffman tables for baseline JPEG (progressive JPEGs always get them). Measured
-/// in BENCHMARKS.md (`benches/peers/sweep.py`, settings `jpeg` vs `jpeg-opt`).
-const JPEG_OPTIMIZE: bool = true;
 
 /// Inserts an ICC profile as APP2 `ICC_PROFILE` segments after SOI and any APP0.
 pub(crate) fn insert_jpeg_icc(jpeg: &[u8], icc: &[u8]) -> Vec<u8> {

@@ -50,6 +50,7 @@ pub(crate) mod cost;
 pub mod decoded;
 pub mod fonts;
 pub(crate) mod jpeg_scans;
+pub mod jpegli;
 pub mod memo;
 pub(crate) mod ops;
 pub(crate) mod parse;
