@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v cmake >/dev/null || need_apt+=(cmake)
 command -v nasm >/dev/null || need_apt+=(nasm)
+# jpegli (the JPEG encoder) is C++ built by cmake.
+command -v g++ >/dev/null || need_apt+=(g++)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 # Headless browser for tests/browser.rs (Debian's build; nothing is downloaded by a tool).
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)

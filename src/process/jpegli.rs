@@ -204,8 +204,11 @@ unsafe extern "C-unwind" fn no_output(_: &mut j::jpegli_common_struct) {}
 mod tests {
     use super::*;
 
-    /// Quantisation tables (by table id) and the SOF marker with its payload.
-    fn tables_and_frame(jpeg: &[u8]) -> (Vec<(u8, Vec<u8>)>, u8, Vec<u8>) {
+    /// Quantisation tables by table id.
+    type Tables = Vec<(u8, Vec<u8>)>;
+
+    /// Quantisation tables and the SOF marker with its payload.
+    fn tables_and_frame(jpeg: &[u8]) -> (Tables, u8, Vec<u8>) {
         let (mut tables, mut sof) = (Vec::new(), (0, Vec::new()));
         let mut i = 2;
         while i + 4 <= jpeg.len() && jpeg[i + 1] != 0xDA {
