@@ -3,8 +3,7 @@
 //! Why jpegli and how it is set up (measured in BENCHMARKS.md, `benches/peers/sweep.py`
 //! settings `jpeg-opt` and `jpeg-jpegli-noaq`):
 //! - The quantisation tables are libjpeg's: the standard Annex K tables scaled by quality
-//!   with libjpeg's formula (`jpegli_use_standard_quant_tables` + `jpegli_set_quality`), so
-//!   the DQT segments are byte-identical to libjpeg-turbo's and `Q_80` means what it means
+//!   with libjpeg's integer formula (`jpegli_add_quant_table`), so the DQT segments are byte-identical to libjpeg-turbo's and `Q_80` means what it means
 //!   at OSS. What differs is how coefficients are rounded onto those tables: a float DCT
 //!   and per-frequency zero bias. That alone needs ~3 % fewer bytes at equal SSIMULACRA2
 //!   (0.971x at fit 400, 0.967x at fit 1000) than libjpeg-turbo with optimised Huffman
@@ -99,15 +98,16 @@ pub fn encode_rgb(pixels: &[u8], width: u32, height: u32, settings: &Settings) -
     if pixels.len() != stride * height as usize {
         return Err(EncodeError(format!("{} bytes for {width}x{height} RGB", pixels.len())));
     }
-    // jpegli reports errors through `error_exit`, which must not return; ours unwinds
-    // (the bindings are "C-unwind") and the unwind is caught here.
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let mut enc = Compress::new();
-        // SAFETY: `enc` owns a created compress struct whose error manager and output
-        // pointers live in the same box; rows are `stride` bytes of the checked buffer.
-        unsafe { enc.run(pixels, width, height, stride, settings) }
-    }))
-    .map_err(|payload| {
+    // SAFETY: `enc` owns a created compress struct whose error manager and output
+    // pointers live in the same box; rows are `stride` bytes of the checked buffer.
+    guarded(|enc| unsafe { enc.run(pixels, width, height, stride, settings) })
+}
+
+/// Runs `f` on a fresh encoder. jpegli reports errors through `error_exit`, which must not
+/// return; ours unwinds (the bindings are "C-unwind") and the unwind is caught here, after
+/// the encoder's drop has destroyed it and freed its output.
+fn guarded(f: impl FnOnce(&mut Compress) -> Vec<u8>) -> Result<Vec<u8>, EncodeError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut Compress::new()))).map_err(|payload| {
         let why = payload.downcast_ref::<String>().cloned().unwrap_or_default();
         EncodeError(format!("jpegli: {why}"))
     })
@@ -300,6 +300,21 @@ mod tests {
             (95, 74_906, "f3efd14b1834ba4b07af4862c2fc8cb97ee6ac9b935965acbcc61c4ba5cfbe21"),
         ];
         assert_eq!(got.iter().map(|(q, n, h)| (*q, *n, h.as_str())).collect::<Vec<_>>(), want);
+    }
+
+    /// An error inside jpegli (here: finishing an encode that never started) comes back as
+    /// an `Err`; the unwind through its C++ frames does not abort the process.
+    #[test]
+    fn an_encoder_error_is_an_err_not_an_abort() {
+        // SAFETY: a valid, created struct in the wrong state: exactly what jpegli checks.
+        let err = guarded(|enc| unsafe {
+            j::jpegli_finish_compress(&mut enc.cinfo);
+            Vec::new()
+        })
+        .expect_err("finish before start is an error");
+        assert!(err.0.contains("message code"), "{err}");
+        // The encoder still works afterwards.
+        assert!(encode_rgb(&[9; 3], 1, 1, &Settings::server(80, false)).is_ok());
     }
 
     #[test]
