@@ -178,6 +178,17 @@ pub(crate) fn output_format(p: &Pipeline, src: Format) -> Format {
 /// we do the same for compatibility. The animated WebP encoder is used for WebP → WebP.
 const GIF_TO_WEBP_ANIMATED: bool = false;
 
+/// Time since `started`, for the trace. Zero under the fuzzer: the branches inside
+/// `Duration` arithmetic depend on the clock's nanoseconds, they count as coverage, and they
+/// made fixed-seed fuzz runs of the same tree explore differently (tests/fuzz/run.sh).
+fn since(started: Instant) -> std::time::Duration {
+    if cfg!(fuzzing) {
+        std::time::Duration::ZERO
+    } else {
+        started.elapsed()
+    }
+}
+
 /// Runs a pipeline (see the module docs for the order of work). Reads like the OSS
 /// chain: probe → plan → decode → each op → check the output → colour → encode; each step
 /// is one function below, and the deadline is checked between steps.
@@ -194,7 +205,7 @@ pub(crate) fn run(src: &[u8], p: &Pipeline, ctx: &RunContext<'_>) -> Result<Outp
 
     let plan = plan(p, &probe, ctx.limits)?;
     let (mut pic, first_op) = decode(src, p, &probe, &plan, ctx, &mut trace)?;
-    trace.decode = started.elapsed();
+    trace.decode = since(started);
     check_deadline(ctx)?;
 
     for (i, op) in p.ops.iter().enumerate().skip(first_op) {
@@ -202,7 +213,7 @@ pub(crate) fn run(src: &[u8], p: &Pipeline, ctx: &RunContext<'_>) -> Result<Outp
         apply_op(&mut pic, op, i, &plan, ctx)?;
     }
     check_deadline(ctx)?;
-    trace.ops = started.elapsed().saturating_sub(trace.decode);
+    trace.ops = since(started).saturating_sub(trace.decode);
     check_output_pixels(pic.dims(), ctx.limits)?;
 
     if p.terminal == Some(Terminal::AverageHue) {
@@ -216,7 +227,7 @@ pub(crate) fn run(src: &[u8], p: &Pipeline, ctx: &RunContext<'_>) -> Result<Outp
         let out_probe = codec::probe(&bytes, &super::Limits { max_source_bytes: u64::MAX, ..ctx.limits.clone() })?;
         return Ok(json(ops::info::describe(&bytes, &out_probe)));
     }
-    trace.encode = started.elapsed().saturating_sub(trace.decode + trace.ops);
+    trace.encode = since(started).saturating_sub(trace.decode + trace.ops);
     Ok(Output { bytes, content_type: plan.out_fmt.mime(), trace })
 }
 

@@ -4,7 +4,6 @@
 #![allow(dead_code)] // each fuzz target uses one of these
 
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
 use imgedge::origin::Origin;
 use imgedge::process::{self, Fonts, Limits, Pipeline, RunContext, Styles};
@@ -111,16 +110,17 @@ fn engine() -> &'static Engine {
 }
 
 /// Decode + process: arbitrary bytes as a source image, through a chain picked by the
-/// first byte. Every outcome is an image or a 4xx (504 when the deadline passes).
+/// first byte. Every outcome is an image or a 4xx. No deadline: comparing clock readings
+/// would feed libFuzzer's compare-tracing values that differ on every run (run.sh's
+/// fixed-seed step must explore the same way each time); hangs are libFuzzer's -timeout.
 pub fn decode_process(data: &[u8]) {
     let Some((&selector, src)) = data.split_first() else { return };
     let engine = engine();
     let pipeline = &engine.chains[usize::from(selector) % engine.chains.len()];
     let mut ctx = RunContext::new(&engine.limits);
     ctx.fonts = Some(&engine.fonts);
-    ctx.deadline = Some(Instant::now() + Duration::from_secs(5));
     if let Err(e) = process::run(src, pipeline, &ctx) {
         let status = status_of(&e);
-        assert!(status < 500 || status == 504, "bad source gave {status}: {e}");
+        assert!(status < 500, "bad source gave {status}: {e}");
     }
 }
