@@ -3,7 +3,24 @@
 //! an unrelated working directory and draws a text watermark (fonts are embedded).
 
 use crate::binary::{http, sigterm, spawn_command};
+use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
+
+/// `exec` of a file just written fails with ETXTBSY while any process holds it open for
+/// writing, and a child that another test thread forks during the copy inherits that
+/// descriptor until its own exec (seen once in CI). Waits, bounded, until the copy runs.
+fn wait_until_executable(exe: &Path) {
+    for _ in 0..250 {
+        match Command::new(exe).arg("--version").output() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            _ => return,
+        }
+    }
+    panic!("{} stayed busy for 5 s", exe.display());
+}
 
 #[test]
 fn installed_binary_runs_from_anywhere_and_draws_text_watermarks() {
@@ -16,6 +33,7 @@ fn installed_binary_runs_from_anywhere_and_draws_text_watermarks() {
     }
     let exe = bin.join("imgedge");
     std::fs::copy(env!("CARGO_BIN_EXE_imgedge"), &exe).unwrap();
+    wait_until_executable(&exe);
     let photo = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/giunchedi_srgb_icc.jpg");
     std::fs::copy(photo, media.join("a.jpg")).unwrap();
 
