@@ -464,26 +464,47 @@ fn admin_is_healthy(admin: SocketAddr) -> bool {
     stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 200")
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+/// SIGTERM and SIGINT, registered before the "imgedge serving" line. tokio installs a
+/// signal's handler when `signal()` is called; that used to happen inside the shutdown
+/// future, first polled by the accept loop after serving had begun, so a SIGTERM in
+/// between met the default action and killed the node instead of draining it (seen once
+/// in CI: a disk-tier test's node exited by signal 15 under load).
+#[cfg(unix)]
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+#[cfg(unix)]
+impl StopSignals {
+    fn register() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self { term: signal(SignalKind::terminate())?, interrupt: signal(SignalKind::interrupt())? })
     }
-    tracing::info!("shutdown signal received; draining");
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {},
+            _ = self.interrupt.recv() => {},
+        }
+        tracing::info!("shutdown signal received; draining");
+    }
+}
+
+/// Without Unix signals: Ctrl-C only.
+#[cfg(not(unix))]
+struct StopSignals;
+
+#[cfg(not(unix))]
+impl StopSignals {
+    fn register() -> std::io::Result<Self> {
+        Ok(Self)
+    }
+
+    async fn wait(self) {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutdown signal received; draining");
+    }
 }
 
 /// glibc gives each thread that allocates its own arena (up to 8 per core), and every
@@ -655,8 +676,9 @@ fn run(cli: Cli) -> Result<(), Fail> {
         };
         let local = |l: &tokio::net::TcpListener| l.local_addr().map(|a| a.to_string()).unwrap_or_default();
         let local_opt = |l: Option<&tokio::net::TcpListener>| l.map(local).unwrap_or_else(|| "-".into());
-        // SIGHUP is caught from here on (before the "serving" line scripts wait for), so
-        // a reload signal never kills the process.
+        // SIGTERM/SIGINT and SIGHUP are caught from here on (before the "serving" line
+        // scripts wait for), so neither a stop nor a reload signal kills the process.
+        let stop = StopSignals::register().map_err(|e| Fail::runtime(format!("listening for SIGTERM: {e}")))?;
         #[cfg(unix)]
         let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .map_err(|e| Fail::runtime(format!("listening for SIGHUP: {e}")))?;
@@ -703,7 +725,7 @@ fn run(cli: Cli) -> Result<(), Fail> {
         // it at their next heartbeat), then drains what is in flight.
         let cluster = app.cluster.clone();
         let shutdown = async move {
-            shutdown_signal().await;
+            stop.wait().await;
             if let Some(cluster) = cluster {
                 cluster.leave().await;
             }
